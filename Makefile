@@ -1,0 +1,71 @@
+# The README's two commands: `make run` and `make test`. Both build .venv from nothing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# The PostgreSQL run of `make test` uses DATABASE_URL when it is set, else the local server.
+PG_URL := $(if $(DATABASE_URL),$(DATABASE_URL),postgres://postgres@127.0.0.1:5432/postgres)
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite test-postgres lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
+
+## make run: set up, migrate the SQLite default, create the admin once, load demo data, serve.
+run: export DEBUG := true
+run: $(VENV)/.runtime-installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py seed_demo
+	@echo "Serving the admin on http://127.0.0.1:8000/admin/ (Ctrl-C stops it)"
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+## make test: set up, lint, check migrations, run the whole suite on SQLite and on PostgreSQL.
+test: export DEBUG := true
+test: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	env -u DATABASE_URL $(BIN)/python manage.py makemigrations --check --dry-run
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: export DEBUG := true
+test-sqlite: $(VENV)/.dev-installed
+	@echo "=== pytest on SQLite ==="
+	env -u DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: export DEBUG := true
+test-postgres: $(VENV)/.dev-installed
+	@if $(BIN)/python -m tests.check_postgres "$(PG_URL)"; then \
+		echo "=== pytest on PostgreSQL ==="; \
+		DATABASE_URL="$(PG_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "!!! PostgreSQL is unreachable and CI=true: the PostgreSQL run is mandatory. FAILING." >&2; \
+		exit 1; \
+	else \
+		echo "" >&2; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+		echo "!!! PostgreSQL is unreachable: the PostgreSQL test run was SKIPPED. Only SQLite ran." >&2; \
+		echo "!!! Start it (pg_ctlcluster 15 main start) or set DATABASE_URL, then run make test." >&2; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+	fi
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+
+## make bench: speed ratios against raw-SQL baselines; writes docs/benchmarks.md.
+bench: export DEBUG := true
+bench: $(VENV)/.dev-installed
+	DATABASE_URL="$(PG_URL)" $(BIN)/python -m benchmarks.run --pg-url "$(PG_URL)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis staticfiles db.sqlite3*

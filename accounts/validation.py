@@ -1,0 +1,77 @@
+"""Argument checks shared by every public API function of the project.
+
+Agent code calls the ORM API with values from Linear, Confluence and its own state. These helpers turn
+bad values into a clear ``ValueError`` (wrong type) or ``ValidationError`` (right type, bad value)
+*before* anything reaches the database, where they would surface as a ``DataError`` (PostgreSQL
+refuses NUL bytes in text and over-long varchars) or, worse, be stored.
+
+``planning`` and ``sync`` import these; ``accounts`` imports neither of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+#: Longest identifier accepted (Linear ids are UUIDs, Confluence page ids are numbers; a URL fits).
+MAX_IDENTIFIER_LENGTH = 255
+
+
+def clean_text(value: Any, name: str, *, required: bool = True, max_length: int | None = None) -> str:
+    """Return ``value`` as a string fit for a text column, or raise.
+
+    ``None`` is accepted (as ``""``) only when ``required`` is false.
+    """
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, not {type(value).__name__}.")
+    if required and not value.strip():
+        raise ValidationError(f"{name} must not be empty.", code="required")
+    if "\x00" in value:
+        raise ValidationError(f"{name} must not contain NUL characters.", code="invalid")
+    if max_length is not None and len(value) > max_length:
+        raise ValidationError(
+            f"{name} is {len(value)} characters long; at most {max_length} are allowed.",
+            code="max_length",
+        )
+    return value
+
+
+def clean_identifier(value: Any, name: str, *, required: bool = True) -> str:
+    """Return an external identifier (organization, page, team, issue id) or raise."""
+    return clean_text(value, name, required=required, max_length=MAX_IDENTIFIER_LENGTH)
+
+
+def clean_optional_identifier(value: Any, name: str) -> str | None:
+    """Like :func:`clean_identifier`, but ``None`` stays ``None`` (an absent scope)."""
+    if value is None:
+        return None
+    return clean_identifier(value, name)
+
+
+def clean_aware_datetime(value: Any, name: str, *, required: bool = True) -> dt.datetime | None:
+    """Return an aware ``datetime`` or raise; naive datetimes are refused, not guessed."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, dt.datetime):
+        raise ValueError(f"{name} must be a datetime, not {type(value).__name__}.")
+    if timezone.is_naive(value):
+        raise ValidationError(
+            f"{name} must be timezone-aware (got a naive datetime).", code="naive_datetime"
+        )
+    return value
+
+
+def clean_non_negative_int(value: Any, name: str) -> int:
+    """Return a non-negative ``int`` (not a ``bool``) or raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, not {type(value).__name__}.")
+    if value < 0:
+        raise ValidationError(f"{name} must not be negative (got {value}).", code="min_value")
+    if value > 2_147_483_647:
+        raise ValidationError(f"{name} is too large (got {value}).", code="max_value")
+    return value
