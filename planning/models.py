@@ -1,3 +1,573 @@
-"""Models of the planning app."""
+"""The SAFe planning hierarchy: program increments, planning sessions and what a session produced.
 
-from django.db import models  # noqa: F401
+Two trees, both owned by an :class:`~accounts.models.Organization`:
+
+* a **program increment** (PI) with the features, objectives and risks its teams committed to;
+* a **planning session**: one run of the agent over a Confluence page, which produces **features**
+  (each with **stories**) and **enablers**, all addressed by their Linear ids.
+
+Every rule the database can keep is a constraint here (ranges, choices, non-empty ids, uniqueness per
+parent), so that agent code, the admin, the legacy import and a raw SQL session meet the same wall.
+
+Timestamps: ``created_at`` and ``updated_at`` default to ``timezone.now`` instead of using
+``auto_now_add``/``auto_now``, because those overwrite explicit values even in ``bulk_create`` and the
+legacy import keeps the old rows' times. ``save()`` still bumps ``updated_at`` (see
+:class:`TimestampedModel`); bulk writes set it themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Organization
+from accounts.validation import MAX_IDENTIFIER_LENGTH, clean_identifier, clean_text
+
+logger = logging.getLogger(__name__)
+
+#: Longest title accepted for a session, feature, story or enabler (Linear caps issue titles below this).
+MAX_TITLE_LENGTH = 500
+#: Longest Confluence page URL accepted.
+MAX_URL_LENGTH = 2048
+
+
+def _id_field(verbose_name: str) -> models.CharField:
+    return models.CharField(verbose_name, max_length=MAX_IDENTIFIER_LENGTH)
+
+
+def _not_empty(field: str, name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(condition=~Q(**{field: ""}), name=name)
+
+
+def _in_choices(field: str, choices: type[models.TextChoices], name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(condition=Q(**{f"{field}__in": choices.values}), name=name)
+
+
+def _between(field: str, low: int, high: int, name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(condition=Q(**{f"{field}__gte": low, f"{field}__lte": high}), name=name)
+
+
+class TimestampedModel(models.Model):
+    """``created_at``/``updated_at`` that keep explicit values on insert (see the module docstring)."""
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, bumping ``updated_at`` on every save of an existing row (as ``auto_now`` would)."""
+        if not self._state.adding:
+            self.updated_at = timezone.now()
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "updated_at" not in update_fields:
+                kwargs["update_fields"] = [*update_fields, "updated_at"]
+        super().save(*args, **kwargs)
+
+
+# --- program increments -----------------------------------------------------------------------------
+
+
+class ProgramIncrementQuerySet(models.QuerySet["ProgramIncrement"]):
+    def for_organization(self, organization_id: Any) -> ProgramIncrementQuerySet:
+        """The increments of the organization with this Linear id, latest start first."""
+        organization_id = clean_identifier(organization_id, "organization_id")
+        return self.filter(organization__linear_id=organization_id).order_by("-start_date", "-id")
+
+    def current(self, on: dt.date | None = None) -> ProgramIncrementQuerySet:
+        """Increments whose date range contains ``on`` (today by default), latest start first."""
+        if on is None:
+            on = timezone.localdate()
+        elif isinstance(on, dt.datetime) or not isinstance(on, dt.date):
+            raise ValueError(f"on must be a date, not {type(on).__name__}.")
+        return self.filter(start_date__lte=on, end_date__gte=on).order_by("-start_date", "-id")
+
+
+class ProgramIncrementStatus(models.TextChoices):
+    PLANNING = "planning", "Planning"
+    EXECUTION = "execution", "Execution"
+    COMPLETED = "completed", "Completed"
+
+
+class ProgramIncrement(TimestampedModel):
+    """A SAFe program increment (the Linear cycle the agent plans into)."""
+
+    Status = ProgramIncrementStatus
+
+    # The composite (organization, pi_id) unique index serves lookups by organization.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="program_increments", db_index=False
+    )
+    pi_id = _id_field("PI id")
+    name = models.CharField(max_length=255, blank=True, default="")
+    start_date = models.DateField()
+    end_date = models.DateField()
+    description = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNING)
+
+    objects = ProgramIncrementQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-start_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "pi_id"], name="planning_pi_org_pi_id_uniq"),
+            _not_empty("pi_id", "planning_pi_pi_id_not_empty"),
+            models.CheckConstraint(
+                condition=Q(end_date__gte=models.F("start_date")), name="planning_pi_end_after_start"
+            ),
+            _in_choices("status", ProgramIncrementStatus, "planning_pi_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-start_date"], name="planning_pi_org_start_idx"),
+            models.Index(fields=["start_date", "end_date"], name="planning_pi_dates_idx"),
+            models.Index(fields=["status"], name="planning_pi_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pi_id} {self.name}".strip() if self.name else self.pi_id
+
+    def clean(self) -> None:
+        """Repeat the date-range rule with a friendly message for forms."""
+        super().clean()
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValidationError({"end_date": "The end date must not be before the start date."})
+
+
+class PIWorkStatus(models.TextChoices):
+    """Status of a PI feature or objective (the old code's ``in-progress`` imports as ``in_progress``)."""
+
+    PLANNED = "planned", "Planned"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+
+
+class PIFeature(models.Model):
+    """A Linear feature a team committed to in a program increment, with its confidence vote."""
+
+    Status = PIWorkStatus
+
+    program_increment = models.ForeignKey(
+        ProgramIncrement, on_delete=models.CASCADE, related_name="features", db_index=False
+    )
+    feature_id = _id_field("Linear feature id")
+    team_id = models.CharField("Linear team id", max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNED)
+    confidence = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(5)], help_text="1 (low) to 5 (high)."
+    )
+
+    class Meta:
+        verbose_name = "PI feature"
+        ordering = ["program_increment_id", "feature_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program_increment", "feature_id"], name="planning_pifeature_pi_feature_uniq"
+            ),
+            _not_empty("feature_id", "planning_pifeature_feature_id_not_empty"),
+            _in_choices("status", PIWorkStatus, "planning_pifeature_status_valid"),
+            _between("confidence", 1, 5, "planning_pifeature_confidence_1_5"),
+        ]
+
+    def __str__(self) -> str:
+        return self.feature_id
+
+
+class PIObjective(models.Model):
+    """A team's PI objective with its business value (1–10)."""
+
+    Status = PIWorkStatus
+
+    program_increment = models.ForeignKey(
+        ProgramIncrement, on_delete=models.CASCADE, related_name="objectives", db_index=False
+    )
+    objective_id = _id_field("objective id")
+    team_id = models.CharField("Linear team id", max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    business_value = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(10)], help_text="1 to 10."
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PLANNED)
+
+    class Meta:
+        verbose_name = "PI objective"
+        ordering = ["program_increment_id", "objective_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program_increment", "objective_id"], name="planning_piobjective_pi_obj_uniq"
+            ),
+            _not_empty("objective_id", "planning_piobjective_id_not_empty"),
+            _in_choices("status", PIWorkStatus, "planning_piobjective_status_valid"),
+            _between("business_value", 1, 10, "planning_piobjective_value_1_10"),
+        ]
+
+    def __str__(self) -> str:
+        return self.objective_id
+
+
+class PIRiskStatus(models.TextChoices):
+    """ROAM status of a PI risk."""
+
+    IDENTIFIED = "identified", "Identified"
+    MITIGATED = "mitigated", "Mitigated"
+    ACCEPTED = "accepted", "Accepted"
+    AVOIDED = "avoided", "Avoided"
+
+
+class PIRisk(models.Model):
+    """A risk raised for a program increment (ROAM status, impact and likelihood 1–5)."""
+
+    Status = PIRiskStatus
+
+    program_increment = models.ForeignKey(
+        ProgramIncrement, on_delete=models.CASCADE, related_name="risks", db_index=False
+    )
+    risk_id = _id_field("risk id")
+    description = models.TextField(blank=True, default="")
+    impact = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(5)], help_text="1 to 5."
+    )
+    likelihood = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(5)], help_text="1 to 5."
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IDENTIFIED)
+    mitigation_plan = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "PI risk"
+        ordering = ["program_increment_id", "risk_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program_increment", "risk_id"], name="planning_pirisk_pi_risk_uniq"
+            ),
+            _not_empty("risk_id", "planning_pirisk_risk_id_not_empty"),
+            _in_choices("status", PIRiskStatus, "planning_pirisk_status_valid"),
+            _between("impact", 1, 5, "planning_pirisk_impact_1_5"),
+            _between("likelihood", 1, 5, "planning_pirisk_likelihood_1_5"),
+        ]
+
+    def __str__(self) -> str:
+        return self.risk_id
+
+
+# --- planning sessions ------------------------------------------------------------------------------
+
+
+class PlanningSessionQuerySet(models.QuerySet["PlanningSession"]):
+    def newest_first(self) -> PlanningSessionQuerySet:
+        """Newest first; the id breaks ties between sessions started in the same instant."""
+        return self.order_by("-created_at", "-id")
+
+    def for_organization(self, organization_id: Any) -> PlanningSessionQuerySet:
+        """The sessions of the organization with this Linear id, newest first (empty if unknown)."""
+        organization_id = clean_identifier(organization_id, "organization_id")
+        return self.filter(organization__linear_id=organization_id).newest_first()
+
+    def pending(self) -> PlanningSessionQuerySet:
+        """Sessions not yet picked up."""
+        return self.filter(status=PlanningSession.Status.PENDING)
+
+    def in_progress(self) -> PlanningSessionQuerySet:
+        """Sessions the agent is processing now."""
+        return self.filter(status=PlanningSession.Status.PROCESSING)
+
+    def completed(self) -> PlanningSessionQuerySet:
+        """Sessions that finished successfully."""
+        return self.filter(status=PlanningSession.Status.COMPLETED)
+
+    def failed(self) -> PlanningSessionQuerySet:
+        """Sessions that ended with an error."""
+        return self.filter(status=PlanningSession.Status.FAILED)
+
+
+class PlanningSessionManager(models.Manager["PlanningSession"]):
+    #: Keyword arguments :meth:`start` accepts besides the required ones.
+    START_FIELDS = frozenset({"confluence_document_id", "epic_id", "program_increment"})
+
+    def start(
+        self, organization_id: Any, *, confluence_page_url: Any, planning_title: Any, **fields: Any
+    ) -> PlanningSession:
+        """Create a pending session for the organization with this Linear id (created on first use).
+
+        Optional ``fields``: ``confluence_document_id``, ``epic_id``, ``program_increment`` (a
+        :class:`ProgramIncrement` of the same organization, or ``None``). Every argument is checked
+        before anything is written.
+        """
+        unknown = set(fields) - self.START_FIELDS
+        if unknown:
+            raise TypeError(f"start() got unexpected keyword arguments: {', '.join(sorted(unknown))}.")
+        organization_id = clean_identifier(organization_id, "organization_id")
+        url = clean_text(confluence_page_url, "confluence_page_url", max_length=MAX_URL_LENGTH)
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except ValidationError:
+            raise ValidationError(
+                f"confluence_page_url must be an http(s) URL (got {url[:100]!r}).", code="invalid"
+            ) from None
+        values: dict[str, Any] = {
+            "confluence_page_url": url,
+            "planning_title": clean_text(planning_title, "planning_title", max_length=MAX_TITLE_LENGTH),
+            "confluence_document_id": clean_identifier(
+                fields.get("confluence_document_id"), "confluence_document_id", required=False
+            ),
+            "epic_id": clean_identifier(fields.get("epic_id"), "epic_id", required=False),
+        }
+        pi = fields.get("program_increment")
+        if pi is not None:
+            if not isinstance(pi, ProgramIncrement):
+                raise ValueError(f"program_increment must be a ProgramIncrement, not {type(pi).__name__}.")
+            if pi.pk is None:
+                raise ValueError("program_increment must be saved first.")
+        with transaction.atomic():
+            organization = Organization.objects.ensure(organization_id)
+            if pi is not None and pi.organization_id != organization.pk:
+                raise ValidationError(
+                    f"program_increment {pi.pi_id!r} belongs to another organization than "
+                    f"{organization_id!r}.",
+                    code="invalid",
+                )
+            session = self.create(organization=organization, program_increment=pi, **values)
+        logger.info("planning session %s started for organization %s", session.pk, organization.pk)
+        return session
+
+
+class PlanningSessionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class PlanningSession(TimestampedModel):
+    """One run of the planning agent over a Confluence page.
+
+    Status moves pending → processing → completed, or to failed from pending or processing; the
+    transition methods refuse any other move and are race-safe (a conditional ``UPDATE``).
+    """
+
+    Status = PlanningSessionStatus
+
+    # The composite (organization, -created_at) index serves lookups by organization.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="planning_sessions", db_index=False
+    )
+    program_increment = models.ForeignKey(
+        ProgramIncrement,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="planning_sessions",
+    )
+    confluence_page_url = models.URLField("Confluence page URL", max_length=MAX_URL_LENGTH)
+    confluence_document_id = models.CharField(
+        "Confluence document id", max_length=MAX_IDENTIFIER_LENGTH, blank=True, default=""
+    )
+    planning_title = models.CharField(max_length=MAX_TITLE_LENGTH)
+    epic_id = models.CharField("Linear epic id", max_length=MAX_IDENTIFIER_LENGTH, blank=True, default="")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(100)], help_text="Percent, 0 to 100."
+    )
+    error = models.TextField(blank=True, default="")
+
+    objects = PlanningSessionManager.from_queryset(PlanningSessionQuerySet)()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            _not_empty("confluence_page_url", "planning_session_page_url_not_empty"),
+            _not_empty("planning_title", "planning_session_title_not_empty"),
+            _in_choices("status", PlanningSessionStatus, "planning_session_status_valid"),
+            _between("progress", 0, 100, "planning_session_progress_0_100"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="planning_session_org_new_idx"),
+            models.Index(fields=["status", "-created_at"], name="planning_session_status_idx"),
+            models.Index(fields=["-created_at"], name="planning_session_created_idx"),
+            models.Index(fields=["epic_id"], name="planning_session_epic_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.planning_title
+
+    # --- transitions ---------------------------------------------------------------------------
+
+    def _transition(self, allowed_from: tuple[str, ...], to: str, **changes: Any) -> None:
+        """Move to ``to`` if the row's current status is one of ``allowed_from``, atomically.
+
+        The status test is in the ``UPDATE``'s ``WHERE``, so two workers racing for the same move
+        cannot both win: the loser sees 0 rows and gets the error naming the status it found.
+        """
+        now = timezone.now()
+        updated = type(self)._base_manager.filter(pk=self.pk, status__in=allowed_from).update(
+            status=to, updated_at=now, **changes
+        )
+        if updated != 1:
+            current = type(self)._base_manager.filter(pk=self.pk).values_list("status", flat=True).first()
+            if current is None:
+                raise ValidationError(f"Planning session {self.pk} does not exist.", code="missing")
+            self.status = current
+            raise ValidationError(
+                f"Planning session {self.pk} cannot move from {current!r} to {to!r} "
+                f"(only from {' or '.join(repr(s) for s in allowed_from)}).",
+                code="invalid_transition",
+            )
+        self.status = to
+        self.updated_at = now
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+    def mark_in_progress(self) -> None:
+        """pending → processing: the agent picked the session up."""
+        self._transition((self.Status.PENDING,), self.Status.PROCESSING)
+
+    def set_progress(self, percent: Any) -> None:
+        """Record progress (0–100) while processing; progress never goes backwards.
+
+        Refusing a lower value keeps a late, out-of-order update from a slow worker from rewinding the
+        bar; setting the current value again is allowed and changes nothing but ``updated_at``.
+        """
+        if isinstance(percent, bool) or not isinstance(percent, int):
+            raise ValueError(f"percent must be an integer, not {type(percent).__name__}.")
+        if not 0 <= percent <= 100:
+            raise ValidationError(f"percent must be between 0 and 100 (got {percent}).", code="range")
+        now = timezone.now()
+        updated = (
+            type(self)
+            ._base_manager.filter(pk=self.pk, status=self.Status.PROCESSING, progress__lte=percent)
+            .update(progress=percent, updated_at=now)
+        )
+        if updated != 1:
+            row = type(self)._base_manager.filter(pk=self.pk).values("status", "progress").first()
+            if row is None:
+                raise ValidationError(f"Planning session {self.pk} does not exist.", code="missing")
+            self.status, self.progress = row["status"], row["progress"]
+            if row["status"] != self.Status.PROCESSING:
+                raise ValidationError(
+                    f"Planning session {self.pk} is {row['status']!r}: progress can only be set while "
+                    f"'processing'.",
+                    code="invalid_transition",
+                )
+            raise ValidationError(
+                f"Planning session {self.pk} is at {row['progress']}%: progress cannot go back to "
+                f"{percent}%.",
+                code="progress_backwards",
+            )
+        self.progress = percent
+        self.updated_at = now
+
+    def mark_completed(self) -> None:
+        """processing → completed, with progress 100."""
+        self._transition((self.Status.PROCESSING,), self.Status.COMPLETED, progress=100)
+
+    def mark_failed(self, error: Any) -> None:
+        """pending or processing → failed, recording the error message (required)."""
+        error = clean_text(error, "error")
+        self._transition((self.Status.PENDING, self.Status.PROCESSING), self.Status.FAILED, error=error)
+
+
+# --- what a session produced -----------------------------------------------------------------------
+
+
+class Feature(TimestampedModel):
+    """A feature the agent parsed from the page and created in Linear (old ``planning_features``)."""
+
+    # The (session, feature_id) unique index serves lookups by session.
+    planning_session = models.ForeignKey(
+        PlanningSession, on_delete=models.CASCADE, related_name="features", db_index=False
+    )
+    feature_id = _id_field("Linear feature id")
+    title = models.CharField(max_length=MAX_TITLE_LENGTH)
+    description = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["planning_session_id", "feature_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["planning_session", "feature_id"], name="planning_feature_session_id_uniq"
+            ),
+            _not_empty("feature_id", "planning_feature_feature_id_not_empty"),
+            _not_empty("title", "planning_feature_title_not_empty"),
+        ]
+        indexes = [models.Index(fields=["feature_id"], name="planning_feature_linear_id_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.feature_id}: {self.title}"
+
+
+class Story(TimestampedModel):
+    """A story of a feature (old ``planning_stories``)."""
+
+    planning_feature = models.ForeignKey(
+        Feature, on_delete=models.CASCADE, related_name="stories", db_index=False
+    )
+    story_id = _id_field("Linear story id")
+    title = models.CharField(max_length=MAX_TITLE_LENGTH)
+    description = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name_plural = "stories"
+        ordering = ["planning_feature_id", "story_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["planning_feature", "story_id"], name="planning_story_feature_id_uniq"
+            ),
+            _not_empty("story_id", "planning_story_story_id_not_empty"),
+            _not_empty("title", "planning_story_title_not_empty"),
+        ]
+        indexes = [models.Index(fields=["story_id"], name="planning_story_linear_id_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.story_id}: {self.title}"
+
+
+class EnablerType(models.TextChoices):
+    """The union of the old extractor's, the old docs' and SAFe's enabler vocabularies."""
+
+    ARCHITECTURE = "architecture", "Architecture"
+    INFRASTRUCTURE = "infrastructure", "Infrastructure"
+    COMPLIANCE = "compliance", "Compliance"
+    EXPLORATION = "exploration", "Exploration"
+    TECHNICAL_DEBT = "technical_debt", "Technical debt"
+    RESEARCH = "research", "Research"
+
+
+class Enabler(TimestampedModel):
+    """An enabler (architecture, infrastructure, ... work) a session produced (old ``planning_enablers``)."""
+
+    Type = EnablerType
+
+    planning_session = models.ForeignKey(
+        PlanningSession, on_delete=models.CASCADE, related_name="enablers", db_index=False
+    )
+    enabler_id = _id_field("Linear enabler id")
+    title = models.CharField(max_length=MAX_TITLE_LENGTH)
+    description = models.TextField(blank=True, default="")
+    enabler_type = models.CharField(max_length=20, choices=Type.choices)
+
+    class Meta:
+        ordering = ["planning_session_id", "enabler_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["planning_session", "enabler_id"], name="planning_enabler_session_id_uniq"
+            ),
+            _not_empty("enabler_id", "planning_enabler_enabler_id_not_empty"),
+            _not_empty("title", "planning_enabler_title_not_empty"),
+            _in_choices("enabler_type", EnablerType, "planning_enabler_type_valid"),
+        ]
+        indexes = [models.Index(fields=["enabler_id"], name="planning_enabler_linear_id_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.enabler_id}: {self.title}"
+
+    @staticmethod
+    def normalise_type(value: str) -> str:
+        """Map the old vocabularies' spellings (``Technical Debt``, ``technical-debt``) to a value."""
+        return "_".join(value.strip().lower().replace("-", " ").split())
