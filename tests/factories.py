@@ -30,6 +30,96 @@ def make_organization(**overrides: Any) -> Organization:
 # --- end accounts ----------------------------------------------------------------------------
 
 # --- planning --------------------------------------------------------------------------------
+# Imported here, not at the top, so that each app's section stays self-contained.
+import datetime as dt  # noqa: E402
+
+from planning.models import (  # noqa: E402
+    Enabler,
+    Feature,
+    PIFeature,
+    PIObjective,
+    PIRisk,
+    PlanningSession,
+    ProgramIncrement,
+    Story,
+)
+
+
+def make_program_increment(**overrides: Any) -> ProgramIncrement:
+    fields: dict[str, Any] = {
+        "pi_id": unique("PI"),
+        "name": "Increment",
+        "start_date": dt.date(2026, 1, 5),
+        "end_date": dt.date(2026, 3, 27),
+    }
+    fields.update(overrides)
+    if "organization" not in fields:
+        fields["organization"] = make_organization()
+    return ProgramIncrement.objects.create(**fields)
+
+
+def make_pi_feature(**overrides: Any) -> PIFeature:
+    fields: dict[str, Any] = {"feature_id": unique("pif"), "team_id": "team-1"}
+    fields.update(overrides)
+    if "program_increment" not in fields:
+        fields["program_increment"] = make_program_increment()
+    return PIFeature.objects.create(**fields)
+
+
+def make_pi_objective(**overrides: Any) -> PIObjective:
+    fields: dict[str, Any] = {"objective_id": unique("obj"), "team_id": "team-1", "description": "Ship it"}
+    fields.update(overrides)
+    if "program_increment" not in fields:
+        fields["program_increment"] = make_program_increment()
+    return PIObjective.objects.create(**fields)
+
+
+def make_pi_risk(**overrides: Any) -> PIRisk:
+    fields: dict[str, Any] = {"risk_id": unique("risk"), "description": "Vendor late"}
+    fields.update(overrides)
+    if "program_increment" not in fields:
+        fields["program_increment"] = make_program_increment()
+    return PIRisk.objects.create(**fields)
+
+
+def make_planning_session(**overrides: Any) -> PlanningSession:
+    fields: dict[str, Any] = {
+        "confluence_page_url": "https://acme.atlassian.net/wiki/spaces/PLAN/pages/1",
+        "planning_title": "Q1 planning",
+    }
+    fields.update(overrides)
+    if "organization" not in fields:
+        fields["organization"] = make_organization()
+    return PlanningSession.objects.create(**fields)
+
+
+def make_feature(**overrides: Any) -> Feature:
+    fields: dict[str, Any] = {"feature_id": unique("FEAT"), "title": "A feature"}
+    fields.update(overrides)
+    if "planning_session" not in fields:
+        fields["planning_session"] = make_planning_session()
+    return Feature.objects.create(**fields)
+
+
+def make_story(**overrides: Any) -> Story:
+    fields: dict[str, Any] = {"story_id": unique("STORY"), "title": "A story"}
+    fields.update(overrides)
+    if "planning_feature" not in fields:
+        fields["planning_feature"] = make_feature()
+    return Story.objects.create(**fields)
+
+
+def make_enabler(**overrides: Any) -> Enabler:
+    fields: dict[str, Any] = {
+        "enabler_id": unique("ENAB"),
+        "title": "An enabler",
+        "enabler_type": Enabler.Type.ARCHITECTURE,
+    }
+    fields.update(overrides)
+    if "planning_session" not in fields:
+        fields["planning_session"] = make_planning_session()
+    return Enabler.objects.create(**fields)
+
 
 # --- end planning ----------------------------------------------------------------------------
 
