@@ -109,7 +109,7 @@ def clean_change(value: Any, name: str) -> dict[str, Any]:
     return clean_json(value, name)
 
 
-def _clean_user(by: Any) -> Any:
+def clean_acting_user(by: Any) -> Any:
     """The acting user for a resolution: ``None`` (agent code) or a saved user instance."""
     if by is None:
         return None
@@ -141,9 +141,11 @@ class SyncStateManager(models.Manager["SyncState"]):
         """When the (page, team) pair last synced, or ``None`` (never synced, or no row)."""
         page = clean_identifier(confluence_page_id, "confluence_page_id")
         team = clean_identifier(linear_team_id, "linear_team_id")
-        return self.filter(confluence_page_id=page, linear_team_id=team).values_list(
-            "last_synced_at", flat=True
-        ).first()
+        return (
+            self.filter(confluence_page_id=page, linear_team_id=team)
+            .values_list("last_synced_at", flat=True)
+            .first()
+        )
 
     def mark_synced(
         self,
@@ -330,7 +332,7 @@ def _build_resolved_change(conflict: Conflict, strategy: str, resolved_change: A
     return {**winner, "id": f"resolved-{conflict.pk}"}
 
 
-def _clean_resolution(strategy: Any, resolved_change: Any) -> tuple[str, dict[str, Any] | None]:
+def clean_resolution(strategy: Any, resolved_change: Any) -> tuple[str, dict[str, Any] | None]:
     """Check a strategy and its resolved change before anything is locked or written."""
     if not isinstance(strategy, str):
         raise ValueError(f"strategy must be a string, not {type(strategy).__name__}.")
@@ -485,9 +487,7 @@ class ConflictManager(models.Manager["Conflict"]):
 class Conflict(models.Model):
     """A disagreement between Linear and Confluence about one item (old ``conflicts``)."""
 
-    id = models.CharField(
-        primary_key=True, max_length=255, help_text="The agent's id, conflict-<itemId>."
-    )
+    id = models.CharField(primary_key=True, max_length=255, help_text="The agent's id, conflict-<itemId>.")
     confluence_page_id = models.CharField(max_length=255, blank=True, default="")
     linear_team_id = models.CharField(max_length=255, blank=True, default="")
     linear_change = models.JSONField(default=dict)
@@ -580,8 +580,8 @@ class Conflict(models.Model):
         ``resolved`` ConflictResolution and updates the pair's ``conflict_count`` in the same
         transaction. Returns ``self``, refreshed.
         """
-        strategy, resolved_change = _clean_resolution(strategy, resolved_change)
-        by = _clean_user(by)
+        strategy, resolved_change = clean_resolution(strategy, resolved_change)
+        by = clean_acting_user(by)
         with transaction.atomic():
             locked = self._locked()
             locked._apply_resolution(strategy, resolved_change, by=by, at=timezone.now())
@@ -591,7 +591,7 @@ class Conflict(models.Model):
 
     def reopen(self, *, by: Any = None) -> Conflict:
         """Mark a resolved conflict unresolved again, logged as ``reopened``; returns ``self``."""
-        by = _clean_user(by)
+        by = clean_acting_user(by)
         with transaction.atomic():
             locked = self._locked()
             if not locked.is_resolved:
@@ -653,9 +653,7 @@ class Conflict(models.Model):
         self.resolved_by = None
         self.resolved_change = None
         self.updated_at = at
-        ConflictResolution.objects.create(
-            conflict_id=self.pk, action=ResolutionAction.REOPENED, by=by, at=at
-        )
+        ConflictResolution.objects.create(conflict_id=self.pk, action=ResolutionAction.REOPENED, by=by, at=at)
         logger.info("Conflict %s reopened by %s", self.pk, by.pk if by else "agent code")
 
     def _update_from_store(
