@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "planning",
     "sync",
     "legacy",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -152,7 +153,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` writes and whitenoise serves from with DEBUG off.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -181,15 +183,39 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Logging ---------------------------------------------------------------------------------
+# One configuration for every logger (Django's own included): records propagate to the root logger,
+# whose single handler redacts anything that looks like a secret (config/logging.py) and writes plain
+# text or, with LOG_FORMAT=json, one JSON object per line for log shippers.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'.")
+# Django's loggers stay at INFO or above: at DEBUG they log every SQL query and template lookup.
+_DJANGO_LOG_LEVEL = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "redact_secrets": {"()": "config.logging.RedactingFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JSONFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's default configuration gives these loggers handlers of their own (without the filter);
+    # naming them here with no handlers sends their records through the root handler instead.
+    "loggers": {
+        "django": {"handlers": [], "level": _DJANGO_LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": _DJANGO_LOG_LEVEL, "propagate": True},
+    },
 }

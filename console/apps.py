@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+
+
+class ConsoleConfig(AppConfig):
+    """Project-level admin customisations spanning accounts, planning and sync.
+
+    The site header and title, the dashboard on the admin index and the ``seed_demo`` command. Like
+    ``legacy``, it may import every app and nothing imports it.
+    """
+
+    name = "console"
+    verbose_name = "Console"
+
+    def ready(self) -> None:
+        from django.contrib import admin
+
+        admin.site.site_header = "Linear Planning Store"
+        admin.site.site_title = "Linear Planning Store"
+        admin.site.index_title = "Dashboard"
