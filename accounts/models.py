@@ -1,13 +1,33 @@
-"""Organizations (the tenants) and the operators who log in to the admin."""
+"""Organizations (the tenants), their Linear and Confluence OAuth tokens, and the admin operators."""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from accounts.validation import clean_identifier
+from accounts.fields import SERIALIZED_PREFIX, EncryptedTokenField, EncryptedValue, TokenDecryptionError
+from accounts.validation import clean_aware_datetime, clean_identifier, clean_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ConfluenceToken",
+    "LinearToken",
+    "Organization",
+    "TokenDecryptionError",
+    "TokenRefreshError",
+    "TokenStatus",
+    "User",
+]
 
 
 class User(AbstractUser):
@@ -62,3 +82,384 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.linear_id
+
+
+# --- OAuth tokens ------------------------------------------------------------------------------
+
+#: Default leeway of :meth:`OAuthToken.is_expired`: a token this close to expiry is treated as expired,
+#: so that a request started now does not reach the provider with a token that died on the way.
+DEFAULT_EXPIRY_LEEWAY = dt.timedelta(seconds=60)
+#: Window of :meth:`OAuthToken.expires_soon` and of the admin's "expiring" state.
+EXPIRING_SOON_WINDOW = dt.timedelta(hours=24)
+
+Refresher = Callable[[str], tuple[str, "str | None", dt.datetime]]
+
+
+class TokenRefreshError(Exception):
+    """A token could not be refreshed (no refresh token, or the refresher failed). Never holds a token."""
+
+
+class TokenStatus(models.TextChoices):
+    """Expiry state shown by the admin."""
+
+    NONE = "none", "none"
+    EXPIRED = "expired", "expired"
+    EXPIRING = "expiring", "expiring within 24h"
+    VALID = "valid", "valid"
+
+
+def _clean_token(value: Any, name: str, *, required: bool = True) -> str | None:
+    """A token string, or ``None`` for an absent optional token; messages never include the value."""
+    if value is None and not required:
+        return None
+    value = clean_text(value, name)
+    if value.startswith(SERIALIZED_PREFIX):
+        # That prefix marks ciphertext in dumps; a real token never starts with it.
+        raise ValidationError(f"{name} must be the token itself, not serialized ciphertext.", code="invalid")
+    return value
+
+
+def mask_token(value: str | None) -> str:
+    """A hint safe to show an operator: the last four characters behind bullets (``••••abcd``)."""
+    if not value:
+        return "—"
+    if len(value) < 12:
+        # Four characters of a very short value would be a large part of it.
+        return "••••"
+    return "••••" + value[-4:]
+
+
+class OAuthTokenQuerySet(models.QuerySet):
+    """Queries shared by both token models."""
+
+    def expired(self, *, at: dt.datetime | None = None) -> OAuthTokenQuerySet:
+        """Tokens whose ``expires_at`` is at or before ``at`` (now by default)."""
+        return self.filter(expires_at__lte=at or timezone.now())
+
+    def expiring_within(self, window: dt.timedelta = EXPIRING_SOON_WINDOW) -> OAuthTokenQuerySet:
+        """Tokens that are still valid but expire within ``window``."""
+        now = timezone.now()
+        return self.filter(expires_at__gt=now, expires_at__lte=now + window)
+
+
+class OAuthToken(models.Model):
+    """Fields and behaviour shared by the Linear and the Confluence token (abstract)."""
+
+    access_token = EncryptedTokenField()
+    refresh_token = EncryptedTokenField(null=True, blank=True)
+    expires_at = models.DateTimeField(help_text="When the access token expires (aware).")
+    scope = models.CharField(max_length=1000, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self._meta.verbose_name} of {self.organization_id_display()}"
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} id={self.pk} organization_id={self.organization_id} "
+            f"expires_at={self.expires_at.isoformat() if self.expires_at else None}>"
+        )
+
+    def organization_id_display(self) -> str:
+        """The owner's Linear id if the organization is loaded, else its primary key."""
+        cache = self._state.fields_cache
+        if "organization" in cache and cache["organization"] is not None:
+            return cache["organization"].linear_id
+        return f"organization #{self.organization_id}"
+
+    def is_expired(
+        self, leeway: dt.timedelta = DEFAULT_EXPIRY_LEEWAY, *, at: dt.datetime | None = None
+    ) -> bool:
+        """Whether the access token is expired, or expires within ``leeway`` of ``at`` (now)."""
+        return self.expires_at <= (at or timezone.now()) + leeway
+
+    def expires_soon(self, within: dt.timedelta = EXPIRING_SOON_WINDOW) -> bool:
+        """Whether the access token is expired or expires within ``within`` (24 hours by default)."""
+        return self.is_expired(leeway=within)
+
+    def status(self) -> TokenStatus:
+        """Expired, expiring within 24 hours, or valid (for the admin)."""
+        if self.is_expired(leeway=dt.timedelta(0)):
+            return TokenStatus.EXPIRED
+        if self.expires_soon():
+            return TokenStatus.EXPIRING
+        return TokenStatus.VALID
+
+    def token_hint(self, field_name: str) -> str:
+        """Masked hint of a token field for operators, or "cannot be decrypted"."""
+        try:
+            return mask_token(getattr(self, field_name))
+        except TokenDecryptionError:
+            return "cannot be decrypted"
+
+    @sensitive_variables("refresh_token", "new_access", "new_refresh", "result")
+    def refresh(self, refresher: Refresher) -> OAuthToken:
+        """Refresh the access token with ``refresher(refresh_token) -> (access, refresh | None, expires_at)``.
+
+        The row is locked (``select_for_update``) for the whole call, so that concurrent workers never
+        spend the same refresh token twice: that network call inside the transaction is the point. After
+        the lock the row is re-read; when another worker changed it since this instance was loaded (a
+        different ``updated_at`` or refresh token), the refresher is not called and this instance is
+        updated to the stored values. A ``None`` refresh token from the provider keeps the old one.
+        Returns ``self``. Raises :class:`TokenRefreshError` (without any token in it) when there is no
+        refresh token or the refresher fails or returns bad values.
+        """
+        if self.pk is None:
+            raise ValueError(f"{type(self).__name__} must be saved before it can be refreshed.")
+        seen_updated_at = self.updated_at
+        seen_refresh_ciphertext = self._raw(type(self).refresh_token.field)
+        manager = type(self)._default_manager
+        with transaction.atomic(using=self._state.db):
+            locked = manager.select_for_update().get(pk=self.pk)
+            locked_refresh_raw = locked.__dict__.get("refresh_token")
+            if locked.updated_at != seen_updated_at or not _same_stored_value(
+                locked_refresh_raw, seen_refresh_ciphertext
+            ):
+                logger.info("%r was refreshed by another worker; not refreshing again", locked)
+                self._copy_from(locked)
+                return self
+            refresh_token = locked.refresh_token
+            if not refresh_token:
+                raise TokenRefreshError(
+                    f"{locked!r} has no refresh token; the organization must authorize again."
+                )
+            new_access, new_refresh, new_expires_at = _call_refresher(refresher, refresh_token, locked)
+            locked.access_token = new_access
+            if new_refresh is not None:
+                locked.refresh_token = new_refresh
+            locked.expires_at = new_expires_at
+            locked.save(update_fields=["access_token", "refresh_token", "expires_at", "updated_at"])
+        logger.info("Refreshed %r", locked)
+        self._copy_from(locked)
+        return self
+
+    def _raw(self, field: models.Field) -> Any:
+        return self.__dict__.get(field.attname)
+
+    def _copy_from(self, other: OAuthToken) -> None:
+        for field in self._meta.concrete_fields:
+            self.__dict__[field.attname] = other.__dict__.get(field.attname)
+
+
+def _same_stored_value(stored: Any, seen: Any) -> bool:
+    """Whether the stored refresh token (as loaded) is the one this instance saw; decrypts only if needed."""
+    if isinstance(stored, EncryptedValue) and isinstance(seen, EncryptedValue):
+        return stored == seen
+    if stored is None or seen is None:
+        return stored is seen
+    # One side is plaintext (set or read in this process): compare plaintexts.
+    field = LinearToken._meta.get_field("refresh_token")
+    plain_stored = force_plain(field, stored)
+    plain_seen = force_plain(field, seen)
+    return plain_stored is not None and plain_stored == plain_seen
+
+
+@sensitive_variables("value")
+def force_plain(field: EncryptedTokenField, value: Any) -> str | None:
+    """Plaintext of a raw field value, or ``None`` when it cannot be decrypted."""
+    if not isinstance(value, EncryptedValue):
+        return value
+    try:
+        return field.fernet.decrypt(value.ciphertext).decode()
+    except InvalidToken:
+        return None
+
+
+@sensitive_variables("refresh_token", "result", "access", "new_refresh")
+def _call_refresher(
+    refresher: Refresher, refresh_token: str, token: OAuthToken
+) -> tuple[str, str | None, dt.datetime]:
+    """Call the refresher and check what it returned; errors name the row, never a token."""
+    failure: str | None = None
+    try:
+        result = refresher(refresh_token)
+    except Exception as exc:
+        # The original exception may quote the token (a URL, a response body): keep only its type.
+        failure = type(exc).__name__
+    if failure is not None:
+        logger.warning("Refreshing %r failed: the refresher raised %s", token, failure)
+        raise TokenRefreshError(f"Refreshing {token!r} failed: the refresher raised {failure}.")
+    try:
+        access, new_refresh, expires_at = result
+    except (TypeError, ValueError):
+        raise TokenRefreshError(
+            f"Refreshing {token!r} failed: the refresher must return (access_token, refresh_token | None, "
+            "expires_at)."
+        ) from None
+    try:
+        access = _clean_token(access, "access_token")
+        new_refresh = _clean_token(new_refresh, "refresh_token", required=False)
+        expires_at = clean_aware_datetime(expires_at, "expires_at")
+    except (ValueError, ValidationError) as exc:
+        raise TokenRefreshError(
+            f"Refreshing {token!r} failed: the refresher returned a bad value ({exc})."
+        ) from None
+    return access, new_refresh, expires_at
+
+
+class LinearTokenQuerySet(OAuthTokenQuerySet):
+    """Queries on Linear tokens; ``store`` and ``for_organization`` are the agent's API."""
+
+    @sensitive_variables("access_token", "refresh_token", "token")
+    def store(
+        self,
+        organization_id: Any,
+        *,
+        access_token: Any,
+        refresh_token: Any = None,
+        app_user_id: Any,
+        expires_at: Any,
+        scope: Any = "",
+    ) -> LinearToken:
+        """Create or replace the organization's Linear token (creating the organization on first use).
+
+        One upsert (``INSERT ... ON CONFLICT (organization_id) DO UPDATE``) in one transaction, so
+        concurrent stores for one organization end with one row holding the last writer's values.
+        """
+        linear_id = clean_identifier(organization_id, "organization_id")
+        access_token = _clean_token(access_token, "access_token")
+        refresh_token = _clean_token(refresh_token, "refresh_token", required=False)
+        app_user_id = clean_identifier(app_user_id, "app_user_id")
+        expires_at = clean_aware_datetime(expires_at, "expires_at")
+        scope = clean_text(scope, "scope", required=False, max_length=1000)
+        with transaction.atomic(using=self.db):
+            organization = Organization.objects.db_manager(self.db).ensure(linear_id)
+            token = self.model(
+                organization=organization,
+                access_token=access_token,
+                refresh_token=refresh_token,
+                app_user_id=app_user_id,
+                expires_at=expires_at,
+                scope=scope,
+            )
+            self.bulk_create(
+                [token],
+                update_conflicts=True,
+                unique_fields=["organization"],
+                update_fields=[
+                    "access_token",
+                    "refresh_token",
+                    "app_user_id",
+                    "expires_at",
+                    "scope",
+                    "updated_at",
+                ],
+            )
+            # Re-read inside the transaction: our upsert holds the row lock, so this is our row, with
+            # its real id and created_at.
+            stored = self.select_related("organization").get(organization=organization)
+        logger.info("Stored %r", stored)
+        return stored
+
+    def for_organization(self, organization_id: Any) -> LinearToken | None:
+        """The organization's Linear token (expired ones too: check ``is_expired()``), or ``None``."""
+        linear_id = clean_identifier(organization_id, "organization_id")
+        return self.select_related("organization").filter(organization__linear_id=linear_id).first()
+
+
+class LinearToken(OAuthToken):
+    """The Linear OAuth token of an organization (one per organization)."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="linear_token")
+    app_user_id = models.CharField(
+        "Linear app user id", max_length=255, help_text="The Linear user the app acts as."
+    )
+
+    objects = models.Manager.from_queryset(LinearTokenQuerySet)()
+
+    class Meta:
+        verbose_name = "Linear token"
+        ordering = ["organization_id"]
+        indexes = [models.Index(fields=["expires_at"], name="accounts_lineartoken_expires")]
+
+
+class ConfluenceTokenQuerySet(OAuthTokenQuerySet):
+    """Queries on Confluence tokens; ``store`` and ``for_organization`` are the agent's API."""
+
+    @sensitive_variables("access_token", "refresh_token", "token")
+    def store(
+        self,
+        organization_id: Any,
+        *,
+        cloud_id: Any = "",
+        site_url: Any,
+        access_token: Any,
+        refresh_token: Any = None,
+        expires_at: Any,
+        scope: Any = "",
+    ) -> ConfluenceToken:
+        """Create or replace the organization's token for ``cloud_id``: one upsert in one transaction."""
+        linear_id = clean_identifier(organization_id, "organization_id")
+        cloud_id = clean_identifier(cloud_id, "cloud_id", required=False)
+        site_url = clean_text(site_url, "site_url", max_length=500)
+        access_token = _clean_token(access_token, "access_token")
+        refresh_token = _clean_token(refresh_token, "refresh_token", required=False)
+        expires_at = clean_aware_datetime(expires_at, "expires_at")
+        scope = clean_text(scope, "scope", required=False, max_length=1000)
+        with transaction.atomic(using=self.db):
+            organization = Organization.objects.db_manager(self.db).ensure(linear_id)
+            token = self.model(
+                organization=organization,
+                cloud_id=cloud_id,
+                site_url=site_url,
+                access_token=access_token,
+                refresh_token=refresh_token,
+                expires_at=expires_at,
+                scope=scope,
+            )
+            self.bulk_create(
+                [token],
+                update_conflicts=True,
+                unique_fields=["organization", "cloud_id"],
+                update_fields=[
+                    "site_url",
+                    "access_token",
+                    "refresh_token",
+                    "expires_at",
+                    "scope",
+                    "updated_at",
+                ],
+            )
+            stored = self.select_related("organization").get(organization=organization, cloud_id=cloud_id)
+        logger.info("Stored %r", stored)
+        return stored
+
+    def for_organization(self, organization_id: Any, cloud_id: Any = None) -> ConfluenceToken | None:
+        """The organization's Confluence token for ``cloud_id``, or ``None``.
+
+        Without ``cloud_id``: the most recently updated of the organization's Confluence tokens.
+        """
+        linear_id = clean_identifier(organization_id, "organization_id")
+        queryset = self.select_related("organization").filter(organization__linear_id=linear_id)
+        if cloud_id is not None:
+            cloud_id = clean_identifier(cloud_id, "cloud_id", required=False)
+            return queryset.filter(cloud_id=cloud_id).first()
+        return queryset.order_by("-updated_at", "-pk").first()
+
+
+class ConfluenceToken(OAuthToken):
+    """A Confluence (Atlassian) OAuth token; one per organization and Atlassian cloud id.
+
+    Tokens imported from the old system have an empty ``cloud_id`` until the agent learns it from
+    ``site_url``.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="confluence_tokens")
+    cloud_id = models.CharField("Atlassian cloud id", max_length=255, blank=True, default="")
+    site_url = models.URLField(max_length=500)
+
+    objects = models.Manager.from_queryset(ConfluenceTokenQuerySet)()
+
+    class Meta:
+        verbose_name = "Confluence token"
+        ordering = ["organization_id", "cloud_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "cloud_id"], name="accounts_confluencetoken_org_cloud_uniq"
+            ),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="accounts_conftoken_expires")]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from accounts.models import Organization
+from accounts.models import ConfluenceToken, LinearToken, Organization
 
 _sequence = itertools.count(1)
 
@@ -25,6 +25,44 @@ def make_organization(**overrides: Any) -> Organization:
     fields = {"linear_id": unique("org"), "name": "Acme"}
     fields.update(overrides)
     return Organization.objects.create(**fields)
+
+
+def make_linear_token(**overrides: Any) -> LinearToken:
+    """A saved Linear token (valid for an hour) of a new organization unless ``organization`` is given."""
+    import datetime as dt  # local: the shared import block at the top belongs to every section
+
+    from django.utils import timezone
+
+    fields: dict[str, Any] = {
+        "access_token": unique("lin-access-token"),
+        "refresh_token": unique("lin-refresh-token"),
+        "app_user_id": unique("app-user"),
+        "expires_at": timezone.now() + dt.timedelta(hours=1),
+        "scope": "read,write",
+    }
+    fields.update(overrides)
+    if "organization" not in fields:
+        fields["organization"] = make_organization()
+    return LinearToken.objects.create(**fields)
+
+
+def make_confluence_token(**overrides: Any) -> ConfluenceToken:
+    """A saved Confluence token (valid for an hour) of a new organization unless ``organization`` is given."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    fields: dict[str, Any] = {
+        "cloud_id": unique("cloud"),
+        "site_url": "https://acme.atlassian.net",
+        "access_token": unique("conf-access-token"),
+        "refresh_token": unique("conf-refresh-token"),
+        "expires_at": timezone.now() + dt.timedelta(hours=1),
+    }
+    fields.update(overrides)
+    if "organization" not in fields:
+        fields["organization"] = make_organization()
+    return ConfluenceToken.objects.create(**fields)
 
 
 # --- end accounts ----------------------------------------------------------------------------
