@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -955,7 +955,9 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
         """Insert or update cached Linear issues; one statement per batch; the number of issues written.
 
         Every issue is checked before anything is written; a duplicate ``id`` in one call keeps the
-        last dict. All batches run in one transaction.
+        last dict. All batches run in one transaction and set ``last_updated`` to now. The batch size is
+        at most ``batch_size`` and at most what the database takes in one statement (on SQLite,
+        999 parameters: 249 rows), so each batch is exactly one ``INSERT ... ON CONFLICT DO UPDATE``.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError("batch_size must be a positive integer.")
@@ -982,7 +984,14 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
             )
             for issue_id, data in by_id.items()
         ]
-        with transaction.atomic():
+        # SQLite caps the parameters of one statement (999): a larger batch would be split by
+        # bulk_create into several statements, so cap it here and keep one statement per batch.
+        insert_fields = [
+            LinearIssueCache._meta.get_field(name)
+            for name in ("organization", "linear_issue_id", "issue_data", "last_updated")
+        ]
+        batch_size = min(batch_size, connections[self.db].ops.bulk_batch_size(insert_fields, rows))
+        with transaction.atomic(using=self.db):
             for start in range(0, len(rows), batch_size):
                 self.bulk_create(
                     rows[start : start + batch_size],

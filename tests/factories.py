@@ -162,5 +162,77 @@ def make_enabler(**overrides: Any) -> Enabler:
 # --- end planning ----------------------------------------------------------------------------
 
 # --- sync ------------------------------------------------------------------------------------
+# Imported here, not at the top, so that each app's section stays self-contained.
+from sync.models import (  # noqa: E402
+    Conflict,
+    ConflictResolution,
+    LinearIssueCache,
+    SyncHistory,
+    SyncState,
+)
+
+
+def make_change(source: str = "linear", **overrides: Any) -> dict[str, Any]:
+    """A valid change object (legacy-schema.md, "Conflict JSON"); not saved anywhere."""
+    item_id = overrides.pop("itemId", "item-1")
+    change: dict[str, Any] = {
+        "id": f"{source}-change-{item_id}",
+        "type": "updated",
+        "source": source,
+        "itemType": "story",
+        "itemId": item_id,
+        "itemData": {"title": f"Title from {source}", "estimate": 3},
+        "timestamp": 1_767_225_600_000,
+    }
+    change.update(overrides)
+    return change
+
+
+def make_sync_state(**overrides: Any) -> SyncState:
+    fields: dict[str, Any] = {"confluence_page_id": unique("page"), "linear_team_id": unique("team")}
+    fields.update(overrides)
+    return SyncState.objects.create(**fields)
+
+
+def make_conflict(**overrides: Any) -> Conflict:
+    """A stored, unresolved conflict through ``Conflict.objects.store`` (so counters stay true).
+
+    Overrides: ``id``, ``item_id``, ``linear_change``, ``confluence_change``, ``confluence_page_id``,
+    ``linear_team_id``.
+    """
+    item_id = overrides.pop("item_id", None) or unique("item")
+    conflict_id = overrides.pop("id", f"conflict-{item_id}")
+    linear_change = overrides.pop("linear_change", None) or make_change("linear", itemId=item_id)
+    confluence_change = overrides.pop("confluence_change", None) or make_change(
+        "confluence", itemId=item_id, itemData={"title": "Title from confluence", "estimate": 3}
+    )
+    return Conflict.objects.store(
+        conflict_id, linear_change=linear_change, confluence_change=confluence_change, **overrides
+    )
+
+
+def make_conflict_resolution(**overrides: Any) -> ConflictResolution:
+    fields: dict[str, Any] = {"conflict_id": unique("conflict"), "action": "resolved", "strategy": "linear"}
+    fields.update(overrides)
+    return ConflictResolution.objects.create(**fields)
+
+
+def make_sync_history(**overrides: Any) -> SyncHistory:
+    fields: dict[str, Any] = {
+        "confluence_page_id": unique("page"),
+        "linear_team_id": unique("team"),
+        "success": True,
+    }
+    fields.update(overrides)
+    return SyncHistory.objects.create(**fields)
+
+
+def make_linear_issue_cache(**overrides: Any) -> LinearIssueCache:
+    fields: dict[str, Any] = {"linear_issue_id": unique("issue"), "issue_data": {"title": "Issue"}}
+    fields.update(overrides)
+    if "organization" not in fields:
+        fields["organization"] = make_organization()
+    return LinearIssueCache.objects.create(**fields)
+
 
 # --- end sync --------------------------------------------------------------------------------
