@@ -405,6 +405,8 @@ class PlanningSession(TimestampedModel):
         The status test is in the ``UPDATE``'s ``WHERE``, so two workers racing for the same move
         cannot both win: the loser sees 0 rows and gets the error naming the status it found.
         """
+        # Plain strings, so that messages read 'processing', not PlanningSessionStatus.PROCESSING.
+        allowed_from, to = tuple(str(status) for status in allowed_from), str(to)
         now = timezone.now()
         updated = type(self)._base_manager.filter(pk=self.pk, status__in=allowed_from).update(
             status=to, updated_at=now, **changes
