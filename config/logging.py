@@ -58,9 +58,10 @@ def _entropy(value: str) -> float:
 
 def _looks_random(run: str) -> bool:
     """Whether a 32+ character run is likely a secret rather than a path, UUID list or identifier."""
-    core = run.rstrip("=")
-    # UUIDs (Linear ids) are what operators search logs for: keep them, alone or several joined.
-    if not _UUID.sub("", core).strip("-_"):
+    # UUIDs (Linear ids, ``conflict-<uuid>``) are what operators search logs for: judge what is left
+    # around them, which must be long enough on its own.
+    core = _UUID.sub("", run.rstrip("=")).strip("-_")
+    if len(core) < 32:
         return False
     if _HEX.fullmatch(core):
         return any(c.isdigit() for c in core) and any(c.isalpha() for c in core) and _entropy(core) >= 3.0

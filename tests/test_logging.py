@@ -56,6 +56,7 @@ def test_redact_replaces_secrets(text, expected):
     "text",
     [
         "organization 8f1c2a3b-1234-4abc-9def-0123456789ab synced",
+        "Conflict conflict-997b651d-9254-5b0c-a763-8f51b38bf830 resolved (linear)",
         "issues 8f1c2a3b-1234-4abc-9def-0123456789ab,0a1b2c3d-1234-4abc-9def-0123456789ab",
         'File "/work/main/.venv/lib/python3.11/site-packages/django/db/models/query.py", line 1',
         "planning.services.save_planning_result wrote 12 stories for session 42",
