@@ -43,9 +43,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             age = parse_duration(options["older_than"])
+            cutoff = timezone.now() - age
+        except OverflowError as exc:
+            raise CommandError(f"--older-than: {options['older_than']!r} reaches before year 1.") from exc
         except ValueError as exc:
             raise CommandError(f"--older-than: {exc}") from exc
-        cutoff = timezone.now() - age
         # The filter older_than(age) applies, with the cutoff computed once so the report shows it exactly.
         deleted, _ = LinearIssueCache.objects.filter(last_updated__lt=cutoff).delete()
         self.stdout.write(
