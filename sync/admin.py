@@ -1,0 +1,813 @@
+"""The conflict review console and the read-only sync screens.
+
+Every resolution goes through ``Conflict.resolve()`` / ``Conflict.reopen()`` /
+``sync.services.resolve_conflicts`` — the code agent code uses — so the admin adds no business rule of
+its own: it renders, asks for confirmation, checks permissions and reports.
+
+Scale: the conflict and history changelists never run a full ``COUNT(*)``
+(``show_full_result_count = False``, :class:`sync.paginator.EstimatedCountPaginator`, no facets), load no
+JSON column for the rows they list, and build their filter choices from constants or the small
+SyncState table rather than ``SELECT DISTINCT`` over millions of rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KT
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
+from django.views.decorators.http import require_POST
+
+from sync.diff import MISSING
+from sync.forms import ManualResolutionForm, pretty_json
+from sync.models import (
+    Conflict,
+    ConflictAlreadyResolved,
+    ConflictResolution,
+    LinearIssueCache,
+    ResolutionStrategy,
+    SyncHistory,
+    SyncState,
+)
+from sync.paginator import EstimatedCountPaginator
+
+logger = logging.getLogger(__name__)
+
+#: JSON columns the conflict changelist never loads (each row can hold kilobytes of issue data).
+CONFLICT_JSON_FIELDS = ("linear_change", "confluence_change", "resolved_change")
+
+#: Item types the agent writes; the filter lists these instead of a SELECT DISTINCT over the table.
+KNOWN_ITEM_TYPES = ("epic", "feature", "story", "enabler")
+
+#: At most this many pages/teams in a filter (read from SyncState, one row per pair).
+FILTER_CHOICES_LIMIT = 50
+
+#: At most this many conflicts are listed in detail on the bulk confirmation page.
+CONFIRMATION_DETAIL_LIMIT = 100
+
+SIDES = (("linear", "Linear"), ("confluence", "Confluence"))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def ms_to_datetime(value: Any) -> dt.datetime | None:
+    """A change's ``timestamp`` (milliseconds since the epoch) as an aware datetime; None if not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def side_summary(change: Any) -> dict[str, Any]:
+    """What the change page shows about one side: change type, source, id, and its timestamp as a date."""
+    change = change if isinstance(change, dict) else {}
+    timestamp = change.get("timestamp")
+    return {
+        "type": change.get("type") or "",
+        "source": change.get("source") or "",
+        "id": change.get("id") or "",
+        "timestamp": timestamp,
+        "at": ms_to_datetime(timestamp),
+    }
+
+
+def diff_rows(conflict: Conflict) -> list[dict[str, Any]]:
+    """The field table of the change page: pretty JSON per side, ``None`` where a side lacks the key."""
+    rows = []
+    for row in conflict.item_data_diff():
+        rows.append(
+            {
+                "field": row.field,
+                "differs": row.differs,
+                "linear": None if row.linear is MISSING else pretty_json(row.linear),
+                "confluence": None if row.confluence is MISSING else pretty_json(row.confluence),
+            }
+        )
+    return rows
+
+
+# --- list filters --------------------------------------------------------------------------------
+
+
+class ConflictStatusFilter(admin.SimpleListFilter):
+    """Unresolved by default (no parameter); Resolved and All one click away."""
+
+    title = "status"
+    parameter_name = "status"
+    default_value = "unresolved"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """The three states; there is no separate "All" entry without a parameter (that one is Unresolved)."""
+        return [("unresolved", "Unresolved"), ("resolved", "Resolved"), ("all", "All")]
+
+    def current(self) -> str:
+        """The selected state; a missing or unknown value is the default, Unresolved."""
+        value = self.value()
+        return value if value in {"unresolved", "resolved", "all"} else self.default_value
+
+    def choices(self, changelist: ChangeList) -> Any:
+        """Links for each state; Unresolved is the bare URL (the default), so it is selected at first."""
+        current = self.current()
+        for lookup, title in self.lookup_choices:
+            if lookup == self.default_value:
+                query_string = changelist.get_query_string(remove=[self.parameter_name])
+            else:
+                query_string = changelist.get_query_string({self.parameter_name: lookup})
+            yield {"selected": current == lookup, "query_string": query_string, "display": title}
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Filter by the selected state (the default keeps only unresolved conflicts)."""
+        current = self.current()
+        if current == "unresolved":
+            return queryset.filter(is_resolved=False)
+        if current == "resolved":
+            return queryset.filter(is_resolved=True)
+        return queryset
+
+
+class _ConstantChoicesFilter(admin.SimpleListFilter):
+    """Exact match on one field, with choices that cost no query over the filtered table."""
+
+    field_name = ""
+
+    def choice_values(self) -> list[str]:
+        """The values offered (subclasses)."""
+        raise NotImplementedError
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """The offered values, plus the current one when a link elsewhere chose a value not offered."""
+        values = list(self.choice_values())
+        current = self.value()
+        if current and current not in values:
+            values.append(current)
+        return [(value, value or "(none)") for value in values]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Keep rows whose field equals the selected value (an indexed equality)."""
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(**{self.field_name: value})
+
+
+class ItemTypeFilter(_ConstantChoicesFilter):
+    title = "item type"
+    parameter_name = "item_type"
+    field_name = "item_type"
+
+    def choice_values(self) -> list[str]:
+        """The item types the agent writes."""
+        return list(KNOWN_ITEM_TYPES)
+
+
+class _PairFieldFilter(_ConstantChoicesFilter):
+    """Page or team choices from SyncState (one row per pair), never a DISTINCT over conflicts."""
+
+    def choice_values(self) -> list[str]:
+        """The distinct pages/teams known to SyncState, at most FILTER_CHOICES_LIMIT of them."""
+        return list(
+            SyncState.objects.order_by(self.field_name)
+            .values_list(self.field_name, flat=True)
+            .distinct()[:FILTER_CHOICES_LIMIT]
+        )
+
+
+class PageFilter(_PairFieldFilter):
+    title = "Confluence page"
+    parameter_name = "confluence_page_id"
+    field_name = "confluence_page_id"
+
+
+class TeamFilter(_PairFieldFilter):
+    title = "Linear team"
+    parameter_name = "linear_team_id"
+    field_name = "linear_team_id"
+
+
+class SyncOutcomeFilter(admin.SimpleListFilter):
+    """Failed or succeeded sync runs."""
+
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """Failed first: that is what operators look for."""
+        return [("failed", "Failed"), ("succeeded", "Succeeded")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Filter on ``success``."""
+        if self.value() == "failed":
+            return queryset.filter(success=False)
+        if self.value() == "succeeded":
+            return queryset.filter(success=True)
+        return queryset
+
+
+# --- Conflict ------------------------------------------------------------------------------------
+
+
+class ConflictChangeList(ChangeList):
+    """The conflict changelist: its rows load no JSON column."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        """The filtered, ordered queryset with the JSON columns deferred."""
+        return super().get_queryset(request, exclude_parameters).defer(*CONFLICT_JSON_FIELDS)
+
+
+class LargeTableAdminMixin:
+    """Changelist settings for tables that may hold millions of rows."""
+
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+
+
+class ReadOnlyAdminMixin:
+    """No add, change or delete through the admin, for anyone: the rows are written by code only."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never: rows are written by agent code."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never: the row is a record, shown read-only."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never: records are append-only."""
+        return False
+
+
+@admin.register(Conflict)
+class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+    """Review conflicts: list unresolved ones, compare the sides, resolve, reopen, bulk resolve."""
+
+    list_display = ["id", "type", "item", "page", "team", "age", "differing_fields", "resolution"]
+    list_display_links = ["id"]
+    list_filter = [
+        ConflictStatusFilter,
+        "resolution_strategy",
+        ItemTypeFilter,
+        PageFilter,
+        TeamFilter,
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["resolved_by"]
+    search_fields = ["id", "item_id"]
+    search_help_text = (
+        "Exact conflict id (or the item id after 'conflict-') or item id; end with * for a prefix search."
+    )
+    ordering = ["-created_at", "-id"]
+    actions = ["resolve_keeping_linear", "resolve_keeping_confluence"]
+    review_template = "admin/sync/conflict/review.html"
+    confirmation_template = "admin/sync/conflict/resolve_selected_confirmation.html"
+
+    # Permissions --------------------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Never: conflicts come from the sync agent."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never through the model form: the change page is the review page, changes are resolutions."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never: the agent discards conflicts (``Conflict.objects.discard``); the console reviews them."""
+        return False
+
+    def has_resolve_conflict_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Whether the user may resolve or reopen conflicts (``sync.resolve_conflict``)."""
+        return request.user.has_perm(f"{self.opts.app_label}.resolve_conflict")
+
+    # Changelist ---------------------------------------------------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The changelist that defers the JSON columns."""
+        return ConflictChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Exact (or ``*``-suffixed prefix) matches on the indexed id and item id columns.
+
+        Django's default ``icontains`` search is ``UPPER(col) LIKE '%x%'``: a full scan on a big table.
+        Equality uses the primary key and ``item_id`` indexes.
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.endswith("*") and term.rstrip("*"):
+            prefix = term.rstrip("*")
+            condition = Q(pk__startswith=prefix) | Q(item_id__startswith=prefix)
+        else:
+            ids = {term} if term.startswith("conflict-") else {term, f"conflict-{term}"}
+            condition = Q(pk__in=sorted(ids)) | Q(item_id=term)
+        return queryset.filter(condition), False
+
+    @admin.display(description="type", ordering="item_type")
+    def type(self, conflict: Conflict) -> str:
+        """The item type (epic, feature, story, enabler)."""
+        return conflict.item_type or "—"
+
+    @admin.display(description="item", ordering="item_id")
+    def item(self, conflict: Conflict) -> str:
+        """The conflicting item's id."""
+        return conflict.item_id or "—"
+
+    @admin.display(description="page", ordering="confluence_page_id")
+    def page(self, conflict: Conflict) -> str:
+        """The Confluence page (empty for conflicts imported from the old system)."""
+        return conflict.confluence_page_id or "—"
+
+    @admin.display(description="team", ordering="linear_team_id")
+    def team(self, conflict: Conflict) -> str:
+        """The Linear team (empty for conflicts imported from the old system)."""
+        return conflict.linear_team_id or "—"
+
+    @admin.display(description="≠ fields", ordering="differing_field_count")
+    def differing_fields(self, conflict: Conflict) -> int:
+        """How many top-level itemData fields differ between the sides."""
+        return conflict.differing_field_count
+
+    @admin.display(description="age", ordering="-created_at")
+    def age(self, conflict: Conflict) -> str:
+        """How long ago the conflict was stored."""
+        return timesince(conflict.created_at, timezone.now(), depth=1)
+
+    @admin.display(description="resolution")
+    def resolution(self, conflict: Conflict) -> str:
+        """ "Unresolved", or the strategy and who resolved it."""
+        if not conflict.is_resolved:
+            return mark_safe('<span class="conflict-state conflict-state--open">● Unresolved</span>')
+        who = conflict.resolved_by.get_username() if conflict.resolved_by else "agent"
+        return format_html(
+            '<span class="conflict-state conflict-state--resolved">✓ {} · {}</span>',
+            conflict.get_resolution_strategy_display(),
+            who,
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The changelist, with the console's stylesheet."""
+        status = request.GET.get(ConflictStatusFilter.parameter_name)
+        title = {"resolved": "Resolved conflicts", "all": "All conflicts"}.get(status, "Unresolved conflicts")
+        extra_context = {"title": title, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    # Review (change) page -----------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        """The resolve and reopen POST endpoints, before the admin's own object URLs."""
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/resolve/",
+                self.admin_site.admin_view(self.resolve_view),
+                name="{}_{}_resolve".format(*info),
+            ),
+            path(
+                "<path:object_id>/reopen/",
+                self.admin_site.admin_view(self.reopen_view),
+                name="{}_{}_reopen".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """The review page (GET); a POST here is refused — changes are resolutions, posted to resolve/."""
+        if request.method not in ("GET", "HEAD"):
+            raise PermissionDenied
+        conflict = self.get_object(request, unquote(object_id))
+        if not self.has_view_permission(request, conflict):
+            raise PermissionDenied
+        if conflict is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        side = request.GET.get("prefill")
+        form = ManualResolutionForm.prefilled(conflict, "confluence" if side == "confluence" else "linear")
+        return self.render_review(request, conflict, form, extra_context=extra_context)
+
+    def render_review(
+        self,
+        request: HttpRequest,
+        conflict: Conflict,
+        manual_form: ManualResolutionForm,
+        *,
+        extra_context: dict[str, Any] | None = None,
+        status: int = 200,
+    ) -> TemplateResponse:
+        """Render the side-by-side review page of one conflict."""
+        can_resolve = self.has_resolve_conflict_permission(request, conflict)
+        rows = diff_rows(conflict)
+        log = [
+            {
+                "entry": entry,
+                "json": pretty_json(entry.resolved_change) if entry.resolved_change is not None else "",
+            }
+            for entry in ConflictResolution.objects.for_conflict(conflict.pk).select_related("by")
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Review conflict {conflict.pk}",
+            "subtitle": None,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "original": conflict,
+            "conflict": conflict,
+            "object_id": conflict.pk,
+            "has_view_permission": self.has_view_permission(request, conflict),
+            "can_resolve": can_resolve and not conflict.is_resolved,
+            "can_reopen": can_resolve and conflict.is_resolved,
+            "rows": rows,
+            "differing_count": sum(row["differs"] for row in rows),
+            "sides": {
+                "linear": side_summary(conflict.linear_change),
+                "confluence": side_summary(conflict.confluence_change),
+            },
+            "manual_form": manual_form,
+            "prefill_side": request.GET.get("prefill") or "linear",
+            "resolved_change_json": (
+                pretty_json(conflict.resolved_change) if conflict.resolved_change is not None else ""
+            ),
+            "log": log,
+            "resolve_url": reverse(
+                f"{self.admin_site.name}:sync_conflict_resolve", args=[quote(conflict.pk)]
+            ),
+            "reopen_url": reverse(f"{self.admin_site.name}:sync_conflict_reopen", args=[quote(conflict.pk)]),
+            "changelist_url": self._changelist_url(request),
+            "preserved_filters": self.get_preserved_filters(request),
+            "is_popup": False,
+            "to_field": None,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.review_template, context, status=status)
+
+    def _changelist_url(self, request: HttpRequest) -> str:
+        """The changelist URL with the filters the user came from (Django's preserved filters)."""
+        url = reverse(f"{self.admin_site.name}:sync_conflict_changelist")
+        preserved = self.get_preserved_filters(request)
+        return add_preserved_filters({"preserved_filters": preserved, "opts": self.opts}, url)
+
+    def _change_url(self, request: HttpRequest, conflict_id: str) -> str:
+        """The review page URL of a conflict, keeping the preserved filters."""
+        url = reverse(f"{self.admin_site.name}:sync_conflict_change", args=[quote(conflict_id)])
+        preserved = self.get_preserved_filters(request)
+        return add_preserved_filters({"preserved_filters": preserved, "opts": self.opts}, url)
+
+    # Resolve / reopen (POST) --------------------------------------------------------------------
+
+    @staticmethod
+    def _strategy_label(strategy: str) -> str:
+        return str(ResolutionStrategy(strategy).label)
+
+    def resolve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: resolve one conflict with Keep Linear, Keep Confluence or the manual JSON; 403 without
+        the resolve permission. Stale (resolved meanwhile) → a warning and nothing written."""
+        return require_POST(self._resolve)(request, object_id)
+
+    def _resolve(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_resolve_conflict_permission(request):
+            raise PermissionDenied
+        conflict_id = unquote(object_id)
+        conflict = self.get_object(request, conflict_id)
+        if conflict is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        strategy = request.POST.get("strategy", "")
+        resolved_change = None
+        manual_form = None
+        if strategy == ResolutionStrategy.MANUAL:
+            manual_form = ManualResolutionForm(request.POST, conflict=conflict)
+            if not manual_form.is_valid():
+                return self.render_review(request, conflict, manual_form, status=200)
+            resolved_change = manual_form.cleaned_data["resolved_change"]
+        elif strategy not in (ResolutionStrategy.LINEAR, ResolutionStrategy.CONFLUENCE):
+            self.message_user(request, f"Unknown resolution strategy {strategy!r}.", messages.ERROR)
+            return HttpResponseRedirect(self._change_url(request, conflict_id))
+        try:
+            conflict.resolve(strategy, resolved_change, by=request.user)
+        except ConflictAlreadyResolved as exc:
+            self.message_user(request, exc.messages[0] + " Nothing was changed.", messages.WARNING)
+            return HttpResponseRedirect(self._change_url(request, conflict_id))
+        except ValidationError as exc:
+            if manual_form is not None:
+                manual_form.add_error("resolved_change", exc)
+                return self.render_review(request, conflict, manual_form, status=200)
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(self._change_url(request, conflict_id))
+        self.message_user(
+            request,
+            format_html(
+                'Conflict <a href="{}">{}</a> resolved: {}.',
+                self._change_url(request, conflict_id),
+                conflict_id,
+                self._strategy_label(strategy),
+            ),
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(self._changelist_url(request))
+
+    def reopen_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: reopen a resolved conflict (logged); 403 without the resolve permission."""
+        return require_POST(self._reopen)(request, object_id)
+
+    def _reopen(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_resolve_conflict_permission(request):
+            raise PermissionDenied
+        conflict_id = unquote(object_id)
+        conflict = self.get_object(request, conflict_id)
+        if conflict is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        try:
+            conflict.reopen(by=request.user)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages) + " Nothing was changed.", messages.WARNING)
+        else:
+            self.message_user(
+                request, f"Conflict {conflict_id} reopened: it is unresolved again.", messages.SUCCESS
+            )
+        return HttpResponseRedirect(self._change_url(request, conflict_id))
+
+    # Bulk actions -------------------------------------------------------------------------------
+
+    @admin.action(permissions=["resolve_conflict"], description="Resolve selected keeping Linear")
+    def resolve_keeping_linear(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Confirm, then resolve every selected unresolved conflict with the Linear side."""
+        return self._bulk_resolve(request, queryset, ResolutionStrategy.LINEAR)
+
+    @admin.action(permissions=["resolve_conflict"], description="Resolve selected keeping Confluence")
+    def resolve_keeping_confluence(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Confirm, then resolve every selected unresolved conflict with the Confluence side."""
+        return self._bulk_resolve(request, queryset, ResolutionStrategy.CONFLUENCE)
+
+    def _selected_ids(self, request: HttpRequest, queryset: QuerySet) -> list[str]:
+        """The ids the user ticked; with "select all", every id of the filtered queryset.
+
+        Ticked ids come from the POST, not from the filtered queryset: a conflict someone resolved
+        while the confirmation page was open has left the default "unresolved" filter, and must be
+        reported as resolved meanwhile rather than silently dropped.
+        """
+        if request.POST.get("select_across") == "1":
+            return list(queryset.order_by().values_list("pk", flat=True))
+        return list(dict.fromkeys(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+
+    def _bulk_resolve(self, request: HttpRequest, queryset: QuerySet, strategy: str) -> HttpResponse | None:
+        from sync.services import resolve_conflicts
+
+        label = self._strategy_label(strategy)
+        ids = self._selected_ids(request, queryset)
+        if request.POST.get("post") == "yes":
+            try:
+                result = resolve_conflicts(ids, strategy, by=request.user)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages) + " Nothing was changed.", messages.ERROR)
+                return None
+            resolved, skipped, missing = list(result.resolved), list(result.skipped), list(result.missing)
+            noun = "conflict" if len(resolved) == 1 else "conflicts"
+            self.message_user(request, f"Resolved {len(resolved)} {noun} ({label}).", messages.SUCCESS)
+            if skipped:
+                self.message_user(
+                    request,
+                    f"{len(skipped)} already resolved by someone else, left alone: {', '.join(skipped)}.",
+                    messages.WARNING,
+                )
+            if missing:
+                self.message_user(
+                    request, f"{len(missing)} no longer exist: {', '.join(missing)}.", messages.WARNING
+                )
+            # None: the admin redirects back to the changelist, keeping its filters.
+            return None
+
+        selected = (
+            Conflict.objects.filter(pk__in=ids).select_related("resolved_by").order_by("-created_at", "-id")
+        )
+        shown = list(selected[:CONFIRMATION_DETAIL_LIMIT])
+        pending = [conflict for conflict in shown if not conflict.is_resolved]
+        already = [conflict for conflict in shown if conflict.is_resolved]
+        changes = []
+        for conflict in pending:
+            fields = []
+            for row in conflict.item_data_diff():
+                if not row.differs:
+                    continue
+                kept, dropped = (
+                    (row.linear, row.confluence) if strategy == "linear" else (row.confluence, row.linear)
+                )
+                fields.append(
+                    {
+                        "field": row.field,
+                        "kept": None if kept is MISSING else pretty_json(kept),
+                        "dropped": None if dropped is MISSING else pretty_json(dropped),
+                    }
+                )
+            changes.append({"conflict": conflict, "fields": fields})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Resolve {len(ids)} selected conflict{'s' if len(ids) != 1 else ''} — {label}?",
+            "subtitle": None,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "strategy": strategy,
+            "strategy_label": label,
+            "kept_side": "Linear" if strategy == "linear" else "Confluence",
+            "dropped_side": "Confluence" if strategy == "linear" else "Linear",
+            "action_name": request.POST.get("action", ""),
+            "selected_ids": ids,
+            "select_across": request.POST.get("select_across") == "1",
+            "changes": changes,
+            "already_resolved": already,
+            "not_shown": max(0, len(ids) - len(shown)),
+            "found": len(shown),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "queryset": queryset,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.confirmation_template, context)
+
+
+# --- ConflictResolution --------------------------------------------------------------------------
+
+
+@admin.register(ConflictResolution)
+class ConflictResolutionAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+    """The append-only resolution log, read-only."""
+
+    list_display = ["at", "conflict_link", "action", "strategy", "by"]
+    list_filter = ["action", "strategy", ("at", admin.DateFieldListFilter)]
+    list_select_related = ["by"]
+    search_fields = ["conflict_id"]
+    search_help_text = "Exact conflict id."
+    ordering = ["-at", "-id"]
+    fields = ["conflict_link", "action", "strategy", "by", "at", "resolved_change_pretty"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """Entries without their JSON on the list; the detail page loads it."""
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
+            queryset = queryset.defer("resolved_change")
+        return queryset
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Exact conflict id (indexed), instead of a scanning ``icontains``."""
+        term = search_term.strip()
+        return (queryset.filter(conflict_id=term), False) if term else (queryset, False)
+
+    @admin.display(description="conflict", ordering="conflict_id")
+    def conflict_link(self, entry: ConflictResolution) -> str:
+        """The conflict id, linked to its review page (the conflict may have been deleted since)."""
+        url = reverse("admin:sync_conflict_change", args=[quote(entry.conflict_id)])
+        return format_html('<a href="{}">{}</a>', url, entry.conflict_id)
+
+    @admin.display(description="resolved change")
+    def resolved_change_pretty(self, entry: ConflictResolution) -> str:
+        """The resolved change as indented JSON."""
+        if entry.resolved_change is None:
+            return "—"
+        return format_html('<pre class="json-value">{}</pre>', pretty_json(entry.resolved_change))
+
+
+# --- SyncState -----------------------------------------------------------------------------------
+
+
+@admin.register(SyncState)
+class SyncStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every (page, team) pair: when it last synced, its status and its unresolved conflicts."""
+
+    list_display = [
+        "confluence_page_id",
+        "linear_team_id",
+        "organization",
+        "status",
+        "last_synced_at",
+        "unresolved_conflicts",
+    ]
+    list_filter = ["status", ("last_synced_at", admin.DateFieldListFilter)]
+    list_select_related = ["organization"]
+    search_fields = ["=confluence_page_id", "=linear_team_id"]
+    ordering = ["-last_synced_at", "confluence_page_id", "linear_team_id"]
+    readonly_fields = [
+        "organization",
+        "confluence_page_id",
+        "linear_team_id",
+        "status",
+        "last_synced_at",
+        "unresolved_conflicts",
+        "created_at",
+        "updated_at",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="unresolved conflicts", ordering="conflict_count")
+    def unresolved_conflicts(self, state: SyncState) -> str:
+        """The pair's unresolved conflict count, linked to those conflicts."""
+        url = reverse("admin:sync_conflict_changelist")
+        query = f"?confluence_page_id={state.confluence_page_id}&linear_team_id={state.linear_team_id}"
+        return format_html('<a href="{}{}">{}</a>', url, query, state.conflict_count)
+
+
+# --- SyncHistory ---------------------------------------------------------------------------------
+
+
+@admin.register(SyncHistory)
+class SyncHistoryAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+    """Sync runs, read-only; failed runs one click away."""
+
+    list_display = [
+        "synced_at",
+        "confluence_page_id",
+        "linear_team_id",
+        "success",
+        "created_issues",
+        "updated_issues",
+        "confluence_changes",
+        "conflicts_detected",
+        "conflicts_resolved",
+        "short_error",
+    ]
+    list_filter = [SyncOutcomeFilter, ("synced_at", admin.DateFieldListFilter), PageFilter, TeamFilter]
+    list_select_related = ["organization"]
+    search_fields = ["=confluence_page_id", "=linear_team_id"]
+    ordering = ["-synced_at", "-id"]
+    readonly_fields = [
+        "organization",
+        "confluence_page_id",
+        "linear_team_id",
+        "success",
+        "error",
+        "created_issues",
+        "updated_issues",
+        "confluence_changes",
+        "conflicts_detected",
+        "conflicts_resolved",
+        "direction",
+        "deleted_issues",
+        "synced_at",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="error")
+    def short_error(self, entry: SyncHistory) -> str:
+        """The first 80 characters of the error."""
+        error = entry.error or ""
+        return error if len(error) <= 80 else error[:79] + "…"
+
+
+# --- LinearIssueCache ----------------------------------------------------------------------------
+
+
+@admin.register(LinearIssueCache)
+class LinearIssueCacheAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+    """Cached Linear issues, read-only; the list reads only each issue's title out of the JSON."""
+
+    list_display = ["linear_issue_id", "title", "organization", "last_updated"]
+    list_filter = [("last_updated", admin.DateFieldListFilter)]
+    list_select_related = ["organization"]
+    search_fields = ["=linear_issue_id"]
+    ordering = ["-last_updated", "-id"]
+    fields = ["linear_issue_id", "organization", "last_updated", "issue_data_pretty"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """The title extracted in SQL; on the list the JSON itself stays in the database."""
+        queryset = super().get_queryset(request).annotate(title_text=KT("issue_data__title"))
+        if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
+            queryset = queryset.defer("issue_data")
+        return queryset
+
+    @admin.display(description="title", ordering="title_text")
+    def title(self, entry: LinearIssueCache) -> str:
+        """The issue's title from the cached data."""
+        return entry.title_text or ""
+
+    @admin.display(description="issue data")
+    def issue_data_pretty(self, entry: LinearIssueCache) -> str:
+        """The cached issue as indented JSON."""
+        return format_html('<pre class="json-value">{}</pre>', pretty_json(entry.issue_data))

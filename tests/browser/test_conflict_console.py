@@ -1,0 +1,150 @@
+"""End to end in a real browser: log in, review a conflict, keep Linear, find it resolved.
+
+Saves docs/images/conflict-console.png (the review page, the README's picture) and a screenshot of the
+changelist next to the test's temporary files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from sync.models import Conflict, ConflictResolution
+from tests.factories import make_change, make_conflict
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "conflict-console.png"
+PASSWORD = "correct-horse-battery-staple"
+
+LINEAR_ITEM = {
+    "title": "Checkout: support saved payment methods",
+    "description": "As a returning customer I can pay with a saved card.\n\nAcceptance: a card list.",
+    "state": {"name": "In Progress", "type": "started"},
+    "estimate": 5,
+    "priority": 2,
+    "labels": ["payments", "checkout"],
+    "assignee": {"id": "usr_7f3a", "name": "Dana Reyes"},
+    "dueDate": "2026-03-13",
+    "url": "https://linear.app/acme/issue/PAY-412",
+}
+CONFLUENCE_ITEM = {
+    **LINEAR_ITEM,
+    "title": "Checkout: saved payment methods (cards and SEPA)",
+    "estimate": 8,
+    "labels": ["payments", "checkout", "sepa"],
+    "state": {"name": "Planned", "type": "unstarted"},
+}
+CONFLUENCE_ITEM.pop("url")
+
+
+def _by_css(browser, selector: str):
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.CSS_SELECTOR, selector)
+
+
+def _all_css(browser, selector: str):
+    from selenium.webdriver.common.by import By
+
+    return browser.find_elements(By.CSS_SELECTOR, selector)
+
+
+def _wait_for(browser, selector: str):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector))
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_review_keep_linear_and_find_it_resolved(browser, live_server, tmp_path: Path) -> None:
+    user = get_user_model().objects.create_superuser(
+        username="dana", email="dana@example.com", password=PASSWORD
+    )
+    conflict = make_conflict(
+        id="conflict-PAY-412",
+        item_id="PAY-412",
+        confluence_page_id="page-checkout-q1",
+        linear_team_id="team-payments",
+        linear_change=make_change(
+            "linear", itemId="PAY-412", itemData=LINEAR_ITEM, timestamp=1_767_258_000_000
+        ),
+        confluence_change=make_change(
+            "confluence", itemId="PAY-412", itemData=CONFLUENCE_ITEM, timestamp=1_767_261_600_000
+        ),
+    )
+    for number in range(420, 424):
+        make_conflict(
+            id=f"conflict-PAY-{number}",
+            item_id=f"PAY-{number}",
+            confluence_page_id="page-checkout-q1",
+            linear_team_id="team-payments",
+        )
+
+    # Log in; the admin sends us on to the conflict list.
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/sync/conflict/")
+    _by_css(browser, "#id_username").send_keys("dana")
+    _by_css(browser, "#id_password").send_keys(PASSWORD)
+    _by_css(browser, "#login-form [type=submit]").click()
+    _wait_for(browser, "#result_list")
+    rows = _all_css(browser, "#result_list tbody tr")
+    assert len(rows) == 5
+    assert "Unresolved" in _by_css(browser, "#changelist-filter").text
+    browser.save_screenshot(str(tmp_path / "changelist.png"))
+
+    # Open the conflict: the differing fields are marked, the same ones are not.
+    browser.find_element("link text", "conflict-PAY-412").click()
+    _wait_for(browser, "#conflict-diff")
+    title_row = _by_css(browser, 'tr[data-field="title"]')
+    assert "cc-row--differs" in title_row.get_attribute("class")
+    assert title_row.find_element("css selector", ".cc-mark").text == "≠"
+    assert "Checkout: saved payment methods (cards and SEPA)" in title_row.text
+    priority_row = _by_css(browser, 'tr[data-field="priority"]')
+    assert "cc-row--same" in priority_row.get_attribute("class")
+    assert priority_row.find_element("css selector", ".cc-mark").text == "="
+    differing = [row.get_attribute("data-field") for row in _all_css(browser, 'tr[data-differs="true"]')]
+    assert differing == ["estimate", "labels", "state", "title", "url"]
+    assert "absent" in _by_css(browser, 'tr[data-field="url"]').text
+    assert [element.text for element in _all_css(browser, ".cc-side-meta .cc-type")] == ["updated", "updated"]
+    assert [element.text for element in _all_css(browser, ".cc-timestamp")] == [
+        "2026-01-01 09:00:00 UTC",
+        "2026-01-01 10:00:00 UTC",
+    ]
+    # The README's picture: the review page with the navigation sidebar folded away.
+    _by_css(browser, "#toggle-nav-sidebar").click()
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
+
+    # Keep Linear: back on the list, the conflict has left the default (unresolved) view...
+    _by_css(browser, "#keep-linear").click()
+    _wait_for(browser, "#result_list")
+    assert "conflict-PAY-412 resolved: Keep Linear." in _by_css(browser, ".messagelist").text
+    listed = [link.text for link in _all_css(browser, "#result_list tbody th a")]
+    assert "conflict-PAY-412" not in listed
+    assert len(listed) == 4
+
+    # ... and is one click away under "Resolved", with who resolved it and how.
+    browser.find_element("link text", "Resolved").click()
+    _wait_for(browser, "#result_list")
+    rows = _all_css(browser, "#result_list tbody tr")
+    assert len(rows) == 1
+    assert "conflict-PAY-412" in rows[0].text
+    assert "Keep Linear · dana" in rows[0].text
+    browser.save_screenshot(str(tmp_path / "changelist-resolved.png"))
+
+    conflict.refresh_from_db()
+    assert (conflict.is_resolved, conflict.resolution_strategy, conflict.resolved_by_id) == (
+        True,
+        "linear",
+        user.pk,
+    )
+    assert conflict.resolved_change["itemData"] == LINEAR_ITEM
+    assert list(ConflictResolution.objects.for_conflict(conflict.pk).values_list("action", "by")) == [
+        ("resolved", user.pk)
+    ]
+    assert Conflict.objects.filter(is_resolved=False).count() == 4
