@@ -1,3 +1,68 @@
-"""Models of the legacy app."""
+"""The import map: where every row of an old deployment went.
 
-from django.db import models  # noqa: F401
+One ``ImportedRow`` per old row that the import placed (imported, or merged into another row). It makes
+a second run of ``import_legacy`` a no-op (a mapped row is never imported again), lets children find
+their new parent, and tells operators where a row went and whether its id changed.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ImportAction(models.TextChoices):
+    IMPORTED = "imported", "Imported as a new row"
+    MERGED = "merged", "Merged into an existing row (a duplicate, or older than it)"
+    REPLACED = "replaced", "Replaced an existing row's values (newer than it)"
+
+
+class ImportedRowQuerySet(models.QuerySet["ImportedRow"]):
+    def for_table(self, source: str, old_table: str) -> ImportedRowQuerySet:
+        """Map entries of one old table of one source."""
+        return self.filter(source=source, old_table=old_table)
+
+    def new_pks(self, source: str, old_table: str, old_ids: list[str]) -> dict[str, str]:
+        """``{old id: new pk}`` of the given old ids that are mapped (as text)."""
+        return dict(
+            self.for_table(source, old_table).filter(old_id__in=old_ids).values_list("old_id", "new_pk")
+        )
+
+
+class ImportedRow(models.Model):
+    """One old row and the new row it became (or was merged into)."""
+
+    source = models.CharField(
+        max_length=255, help_text="The old database: postgresql://host:port/db or sqlite:///path."
+    )
+    old_table = models.CharField(max_length=64)
+    old_id = models.CharField(max_length=255)
+    model = models.CharField(max_length=100, help_text="The new model, as app_label.ModelName.")
+    new_pk = models.CharField(max_length=255)
+    action = models.CharField(max_length=16, choices=ImportAction.choices, default=ImportAction.IMPORTED)
+    id_changed = models.BooleanField(
+        default=False, help_text="The old id was taken in the target, so the row got a new one."
+    )
+    data = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Old values that have no place in the new row (a merged duplicate, dropped columns).",
+    )
+    imported_at = models.DateTimeField(default=timezone.now)
+
+    objects = ImportedRowQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "imported row"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "old_table", "old_id"], name="legacy_importedrow_source_table_id_uniq"
+            ),
+            models.CheckConstraint(
+                condition=Q(action__in=ImportAction.values), name="legacy_importedrow_action_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.old_table} {self.old_id} → {self.model} {self.new_pk} ({self.action})"

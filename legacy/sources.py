@@ -1,0 +1,210 @@
+"""Read-only readers of an old deployment: its PostgreSQL database and its SQLite sync file.
+
+Both stream rows in batches so that memory does not grow with the size of a table: PostgreSQL through a
+server-side (named) cursor inside a READ ONLY transaction, SQLite through ``fetchmany`` on a file opened
+read-only. Rows come out as dicts keyed by column name.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger(__name__)
+
+
+class SourceError(Exception):
+    """The old database cannot be opened or read; the message never contains a password."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user name and password: ``postgresql://host:port/dbname``."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{host}{port}{parts.path}"
+
+
+class PostgresSource:
+    """The old PostgreSQL database, opened read-only."""
+
+    kind = "postgresql"
+
+    def __init__(self, url: str, *, itersize: int = 2000) -> None:
+        if not isinstance(url, str) or not url.startswith(("postgres://", "postgresql://")):
+            raise SourceError("--source-url must be a postgres:// or postgresql:// URL.")
+        self.url = url
+        self.label = redact_url(url)
+        self.itersize = itersize
+        self._conn: psycopg.Connection | None = None
+        self._cursors = 0
+        self._tables: dict[str, list[str]] | None = None
+
+    def open(self) -> PostgresSource:
+        """Connect, make the session read-only, and start one READ ONLY transaction (one snapshot)."""
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            # psycopg's message names host and database, never the password.
+            raise SourceError(f"Cannot connect to the old database {self.label}: {exc}") from None
+        conn.execute("SET default_transaction_read_only = on")
+        conn.autocommit = False
+        conn.read_only = True
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self._conn = conn
+        return self
+
+    def close(self) -> None:
+        """End the read-only transaction and disconnect."""
+        if self._conn is not None:
+            self._conn.rollback()
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> PostgresSource:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None:
+            raise SourceError("The old database is not open.")
+        return self._conn
+
+    def tables(self) -> dict[str, list[str]]:
+        """Every table of the old database's current schema with its column names, in column order."""
+        if self._tables is None:
+            rows = self.conn.execute(
+                "SELECT c.table_name, c.column_name FROM information_schema.columns c "
+                "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
+                "AND t.table_name = c.table_name "
+                "WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' "
+                "ORDER BY c.table_name, c.ordinal_position"
+            ).fetchall()
+            tables: dict[str, list[str]] = {}
+            for table, column in rows:
+                tables.setdefault(table, []).append(column)
+            self._tables = tables
+        return self._tables
+
+    def applied_migrations(self) -> list[str] | None:
+        """The file names in the old runner's ``migrations`` table, or ``None`` when it has none."""
+        columns = self.tables().get("migrations")
+        if not columns or "name" not in columns:
+            return None
+        return [row[0] for row in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
+
+    def count(self, table: str) -> int:
+        """Rows in ``table``."""
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        return self.conn.execute(query).fetchone()[0]
+
+    def stream(self, query: str | sql.Composable, params: Sequence[Any] = (), *,
+               batch_size: int) -> Iterator[list[dict[str, Any]]]:
+        """Run ``query`` through a server-side cursor and yield its rows, ``batch_size`` dicts at a time."""
+        self._cursors += 1
+        with self.conn.cursor(name=f"legacy_import_{self._cursors}") as cur:
+            cur.itersize = max(self.itersize, batch_size)
+            cur.execute(query, params or None)
+            names: list[str] | None = None
+            while True:
+                rows = cur.fetchmany(batch_size)
+                if not rows:
+                    return
+                if names is None:
+                    names = [d.name for d in cur.description]
+                yield [dict(zip(names, row, strict=True)) for row in rows]
+
+    def stream_table(self, table: str, columns: Sequence[str], *, order_by: Sequence[str] = ("id",),
+                     batch_size: int) -> Iterator[list[dict[str, Any]]]:
+        """Stream ``columns`` of ``table`` ordered by ``order_by``."""
+        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            sql.Identifier(table),
+            sql.SQL(", ").join(sql.Identifier(c) for c in order_by),
+        )
+        return self.stream(query, batch_size=batch_size)
+
+
+class SqliteSource:
+    """The old SQLite sync file (``data/sync.db``), opened read-only."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+        self.label = f"sqlite://{self.path}"
+        self._conn: sqlite3.Connection | None = None
+        self._tables: dict[str, list[str]] | None = None
+
+    def open(self) -> SqliteSource:
+        """Open the file read-only (it must exist: SQLite would otherwise create an empty one)."""
+        if not self.path.is_file():
+            raise SourceError(f"--sqlite-file {self.path} does not exist or is not a file.")
+        try:
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise SourceError(f"--sqlite-file {self.path} is not a readable SQLite database: {exc}") from None
+        self._conn = conn
+        return self
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SqliteSource:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SourceError("The SQLite sync file is not open.")
+        return self._conn
+
+    def tables(self) -> dict[str, list[str]]:
+        """Every table of the file with its column names."""
+        if self._tables is None:
+            names = [
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            self._tables = {
+                name: [row[1] for row in self.conn.execute(f'PRAGMA table_info("{name}")')] for name in names
+            }
+        return self._tables
+
+    def count(self, table: str) -> int:
+        """Rows in ``table``."""
+        return self.conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # noqa: S608
+
+    def stream_table(self, table: str, columns: Sequence[str], *, order_by: Sequence[str] = ("id",),
+                     batch_size: int) -> Iterator[list[dict[str, Any]]]:
+        """Stream ``columns`` of ``table`` ordered by ``order_by``, ``batch_size`` dicts at a time."""
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        order = ", ".join(f'"{c}"' for c in order_by)
+        cur = self.conn.execute(f'SELECT {quoted} FROM "{table}" ORDER BY {order}')  # noqa: S608
+        try:
+            while True:
+                rows = cur.fetchmany(batch_size)
+                if not rows:
+                    return
+                yield [dict(zip(columns, row, strict=True)) for row in rows]
+        finally:
+            cur.close()
