@@ -1,13 +1,215 @@
+"""Admin for operators, organizations and their OAuth tokens.
+
+Tokens are never shown: list and change pages show a masked hint (last four characters), the expiry
+state and the owner. A superuser can replace a token through a write-only password field; nothing is
+searchable by token, and the standard model permissions decide who sees the pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from accounts.models import Organization, User
+from accounts.models import (
+    EXPIRING_SOON_WINDOW,
+    ConfluenceToken,
+    LinearToken,
+    OAuthToken,
+    Organization,
+    TokenStatus,
+    User,
+    clean_token,
+    status_for_expiry,
+)
 
 admin.site.register(User, UserAdmin)
+
+#: The write-only form fields and the model fields they replace.
+TOKEN_FORM_FIELDS = {"new_access_token": "access_token", "new_refresh_token": "refresh_token"}
+
+
+class ExpiryStateFilter(admin.SimpleListFilter):
+    """Filter tokens by expiry state, in SQL on ``expires_at``."""
+
+    title = "expiry state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(status.value, status.label) for status in TokenStatus if status != TokenStatus.NONE]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        now = timezone.now()
+        if self.value() == TokenStatus.EXPIRED:
+            return queryset.expired(at=now)
+        if self.value() == TokenStatus.EXPIRING:
+            return queryset.expiring_within()
+        if self.value() == TokenStatus.VALID:
+            return queryset.filter(expires_at__gt=now + EXPIRING_SOON_WINDOW)
+        return None
+
+
+class TokenReplaceForm(forms.ModelForm):
+    """Model form whose tokens are write-only: empty keeps the stored token, a value replaces it."""
+
+    new_access_token = forms.CharField(
+        label="Replace access token",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Leave empty to keep the stored token. The value is never shown again.",
+    )
+    new_refresh_token = forms.CharField(
+        label="Replace refresh token",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Leave empty to keep the stored token. The value is never shown again.",
+    )
+
+    @sensitive_variables("value")
+    def clean_new_access_token(self) -> str:
+        """A new access token is required when adding a token; messages never quote it."""
+        value = self.cleaned_data.get("new_access_token", "")
+        if not value and self.instance.pk is None:
+            raise ValidationError("A new token needs an access token.", code="required")
+        return self._checked(value, "access token")
+
+    @sensitive_variables("value")
+    def clean_new_refresh_token(self) -> str:
+        """An optional replacement refresh token."""
+        return self._checked(self.cleaned_data.get("new_refresh_token", ""), "refresh token")
+
+    @staticmethod
+    @sensitive_variables("value")
+    def _checked(value: str, name: str) -> str:
+        if not value:
+            return ""
+        try:
+            clean_token(value, name)
+        except (ValueError, ValidationError) as exc:
+            # Re-raise with our own message only: no value in it, in the form or in a log.
+            raise ValidationError(f"The {name} is not valid: {getattr(exc, 'message', exc)}") from None
+        return value
+
+
+class OAuthTokenAdmin(admin.ModelAdmin):
+    """What both token admins share: masked hints, expiry state, owner, write-only replacement."""
+
+    form = TokenReplaceForm
+    list_select_related = ["organization"]
+    autocomplete_fields = ["organization"]
+    list_filter = [ExpiryStateFilter]
+    # The model's token fields are never form fields: their values would end up in the page.
+    exclude = ["access_token", "refresh_token"]
+    readonly_fields = ["access_token_hint", "refresh_token_hint", "expiry_state", "created_at", "updated_at"]
+    show_full_result_count = False
+    ordering = ["organization__linear_id"]
+
+    @admin.display(description="access token")
+    def access_token_hint(self, obj: OAuthToken) -> str:
+        return obj.token_hint("access_token") if obj.pk else "—"
+
+    @admin.display(description="refresh token")
+    def refresh_token_hint(self, obj: OAuthToken) -> str:
+        return obj.token_hint("refresh_token") if obj.pk else "—"
+
+    @admin.display(description="expiry state")
+    def expiry_state(self, obj: OAuthToken) -> str:
+        return obj.status().label if obj.pk else "—"
+
+    @admin.display(description="owner", ordering="organization__linear_id")
+    def owner(self, obj: OAuthToken) -> str:
+        return str(obj.organization)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+        fieldsets = [
+            (None, {"fields": self.owner_fields}),
+            ("Token", {"fields": ["access_token_hint", "refresh_token_hint", "expiry_state", "expires_at"]}),
+            ("History", {"fields": ["created_at", "updated_at"]}),
+        ]
+        if request.user.is_superuser:
+            fieldsets.insert(2, ("Replace tokens", {"fields": list(TOKEN_FORM_FIELDS)}))
+        return fieldsets
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Adding a token means typing it in, which only superusers may do.
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    @sensitive_variables("value")
+    def save_model(self, request: HttpRequest, obj: OAuthToken, form: forms.ModelForm, change: bool) -> None:
+        for form_field, model_field in TOKEN_FORM_FIELDS.items():
+            value = form.cleaned_data.get(form_field) if request.user.is_superuser else ""
+            if value:
+                setattr(obj, model_field, value)
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(LinearToken)
+class LinearTokenAdmin(OAuthTokenAdmin):
+    list_display = [
+        "owner",
+        "app_user_id",
+        "access_token_hint",
+        "refresh_token_hint",
+        "expiry_state",
+        "expires_at",
+        "updated_at",
+    ]
+    search_fields = ["organization__linear_id", "organization__name", "app_user_id"]
+    owner_fields = ["organization", "app_user_id", "scope"]
+
+
+@admin.register(ConfluenceToken)
+class ConfluenceTokenAdmin(OAuthTokenAdmin):
+    list_display = [
+        "owner",
+        "cloud_id",
+        "site_url",
+        "access_token_hint",
+        "refresh_token_hint",
+        "expiry_state",
+        "expires_at",
+        "updated_at",
+    ]
+    search_fields = ["organization__linear_id", "organization__name", "cloud_id", "site_url"]
+    owner_fields = ["organization", "cloud_id", "site_url", "scope"]
 
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["linear_id", "name", "created_at"]
+    list_display = ["linear_id", "name", "linear_token_status", "confluence_token_status", "created_at"]
     search_fields = ["linear_id", "name"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["linear_token_status", "confluence_token_status", "created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
+        # Expiry dates come as subqueries: no token (ciphertext) is loaded to show a status.
+        linear = LinearToken.objects.filter(organization=OuterRef("pk")).values("expires_at")[:1]
+        confluence = (
+            ConfluenceToken.objects.filter(organization=OuterRef("pk"))
+            .order_by("expires_at")
+            .values("expires_at")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                linear_token_expires_at=Subquery(linear),
+                confluence_token_expires_at=Subquery(confluence[:1]),
+            )
+        )
+
+    @admin.display(description="Linear token", ordering="linear_token_expires_at")
+    def linear_token_status(self, obj: Organization) -> str:
+        return status_for_expiry(getattr(obj, "linear_token_expires_at", None)).label
+
+    @admin.display(description="Confluence token (earliest expiry)", ordering="confluence_token_expires_at")
+    def confluence_token_status(self, obj: Organization) -> str:
+        return status_for_expiry(getattr(obj, "confluence_token_expires_at", None)).label

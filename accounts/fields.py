@@ -3,11 +3,12 @@
 ``EncryptedTokenField`` extends ``fernet_fields.EncryptedTextField`` in four ways:
 
 * **Lazy decryption.** ``from_db_value`` does not decrypt: it returns an :class:`EncryptedValue` holding
-  the stored ciphertext, and the model attribute decrypts on first access (then caches the plaintext in
-  the instance). So loading a row the configured keys cannot decrypt never fails: listing pages, key
-  rotation and ``dumpdata`` work on such rows, and only reading the token raises
-  :class:`TokenDecryptionError`, which names the model, the field and the row id, never a value. A
-  row that was loaded and not read is saved back with its ciphertext untouched.
+  the stored ciphertext, and the model attribute decrypts on first access, then caches the plaintext in
+  the instance as a :class:`DecryptedToken` (a ``str`` that remembers its ciphertext). So loading a row
+  the configured keys cannot decrypt never fails: listing pages, key rotation and ``dumpdata`` work on
+  such rows, and only reading the token raises :class:`TokenDecryptionError`, which names the model,
+  the field and the row id, never a value. A loaded row, read or not, is saved back with its
+  ciphertext untouched unless a new value was assigned.
 * **Keys follow the settings.** The parent caches its ``Fernet`` on the field instance for the life of
   the process; here the keys are looked up from ``settings.FERNET_KEYS`` on every use (the
   ``MultiFernet`` itself is memoised per key list), so ``override_settings(FERNET_KEYS=...)`` in tests
@@ -72,6 +73,24 @@ class EncryptedValue:
         return "<EncryptedValue>"
 
     __str__ = __repr__
+
+
+class DecryptedToken(str):
+    """A decrypted token that remembers the ciphertext it came from.
+
+    Saving it unchanged writes that ciphertext back instead of encrypting again, including on Django's
+    raw saves (``loaddata``), which read the attribute rather than calling ``pre_save``.
+    """
+
+    ciphertext: bytes
+
+    def __new__(cls, plaintext: str, ciphertext: bytes) -> DecryptedToken:
+        token = super().__new__(cls, plaintext)
+        token.ciphertext = ciphertext
+        return token
+
+    def __reduce__(self) -> Any:
+        return (DecryptedToken, (str(self), self.ciphertext))
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,7 +174,7 @@ class EncryptedTokenField(EncryptedTextField):
         return super().pre_save(model_instance, add)
 
     def get_db_prep_save(self, value: Any, connection: Any) -> Any:
-        if isinstance(value, EncryptedValue):
+        if isinstance(value, EncryptedValue | DecryptedToken):
             return connection.Database.Binary(value.ciphertext)
         return super().get_db_prep_save(value, connection)
 
@@ -168,17 +187,20 @@ class EncryptedTokenField(EncryptedTextField):
         value = self.value_from_object(obj)
         if value is None:
             return None
-        ciphertext = self.encrypt(value) if not isinstance(value, EncryptedValue) else value.ciphertext
+        if isinstance(value, EncryptedValue | DecryptedToken):
+            ciphertext = value.ciphertext
+        else:
+            ciphertext = self.encrypt(value)
         return SERIALIZED_PREFIX + force_str(ciphertext)
 
     def encrypt(self, value: str) -> bytes:
         """Encrypt a plaintext token with the first key of ``FERNET_KEYS``."""
         return self.fernet.encrypt(force_bytes(value))
 
-    def decrypt_for(self, instance: Any, value: EncryptedValue) -> str:
+    def decrypt_for(self, instance: Any, value: EncryptedValue) -> DecryptedToken:
         """Decrypt ``value`` read from ``instance``, or raise :class:`TokenDecryptionError` naming the row."""
         try:
-            return force_str(self.fernet.decrypt(value.ciphertext))
+            return DecryptedToken(force_str(self.fernet.decrypt(value.ciphertext)), value.ciphertext)
         except InvalidToken:
             # InvalidToken carries no data; "from None" keeps the traceback short.
             raise TokenDecryptionError(instance._meta.label, self.name, instance.pk) from None

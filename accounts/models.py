@@ -108,8 +108,8 @@ class TokenStatus(models.TextChoices):
     VALID = "valid", "valid"
 
 
-def _clean_token(value: Any, name: str, *, required: bool = True) -> str | None:
-    """A token string, or ``None`` for an absent optional token; messages never include the value."""
+def clean_token(value: Any, name: str, *, required: bool = True) -> str | None:
+    """Return a token string, or ``None`` for an absent optional token; messages never include the value."""
     if value is None and not required:
         return None
     value = clean_text(value, name)
@@ -117,6 +117,18 @@ def _clean_token(value: Any, name: str, *, required: bool = True) -> str | None:
         # That prefix marks ciphertext in dumps; a real token never starts with it.
         raise ValidationError(f"{name} must be the token itself, not serialized ciphertext.", code="invalid")
     return value
+
+
+def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None = None) -> TokenStatus:
+    """The admin's expiry state of a token expiring at ``expires_at`` (``None``: no token)."""
+    if expires_at is None:
+        return TokenStatus.NONE
+    now = at or timezone.now()
+    if expires_at <= now:
+        return TokenStatus.EXPIRED
+    if expires_at <= now + EXPIRING_SOON_WINDOW:
+        return TokenStatus.EXPIRING
+    return TokenStatus.VALID
 
 
 def mask_token(value: str | None) -> str:
@@ -183,11 +195,7 @@ class OAuthToken(models.Model):
 
     def status(self) -> TokenStatus:
         """Expired, expiring within 24 hours, or valid (for the admin)."""
-        if self.is_expired(leeway=dt.timedelta(0)):
-            return TokenStatus.EXPIRED
-        if self.expires_soon():
-            return TokenStatus.EXPIRING
-        return TokenStatus.VALID
+        return status_for_expiry(self.expires_at)
 
     def token_hint(self, field_name: str) -> str:
         """Masked hint of a token field for operators, or "cannot be decrypted"."""
@@ -245,21 +253,23 @@ class OAuthToken(models.Model):
             self.__dict__[field.attname] = other.__dict__.get(field.attname)
 
 
+@sensitive_variables("stored", "seen", "plain_stored", "plain_seen")
 def _same_stored_value(stored: Any, seen: Any) -> bool:
     """Whether the stored refresh token (as loaded) is the one this instance saw; decrypts only if needed."""
-    if isinstance(stored, EncryptedValue) and isinstance(seen, EncryptedValue):
-        return stored == seen
     if stored is None or seen is None:
         return stored is seen
-    # One side is plaintext (set or read in this process): compare plaintexts.
+    if isinstance(stored, EncryptedValue) and stored == seen:
+        return True
+    # Different ciphertext may still be the same token (key rotation re-encrypts it; a value read or
+    # set in this process is plaintext): compare plaintexts.
     field = LinearToken._meta.get_field("refresh_token")
-    plain_stored = force_plain(field, stored)
-    plain_seen = force_plain(field, seen)
+    plain_stored = _plain_or_none(field, stored)
+    plain_seen = _plain_or_none(field, seen)
     return plain_stored is not None and plain_stored == plain_seen
 
 
 @sensitive_variables("value")
-def force_plain(field: EncryptedTokenField, value: Any) -> str | None:
+def _plain_or_none(field: EncryptedTokenField, value: Any) -> str | None:
     """Plaintext of a raw field value, or ``None`` when it cannot be decrypted."""
     if not isinstance(value, EncryptedValue):
         return value
@@ -291,8 +301,8 @@ def _call_refresher(
             "expires_at)."
         ) from None
     try:
-        access = _clean_token(access, "access_token")
-        new_refresh = _clean_token(new_refresh, "refresh_token", required=False)
+        access = clean_token(access, "access_token")
+        new_refresh = clean_token(new_refresh, "refresh_token", required=False)
         expires_at = clean_aware_datetime(expires_at, "expires_at")
     except (ValueError, ValidationError) as exc:
         raise TokenRefreshError(
@@ -321,8 +331,8 @@ class LinearTokenQuerySet(OAuthTokenQuerySet):
         concurrent stores for one organization end with one row holding the last writer's values.
         """
         linear_id = clean_identifier(organization_id, "organization_id")
-        access_token = _clean_token(access_token, "access_token")
-        refresh_token = _clean_token(refresh_token, "refresh_token", required=False)
+        access_token = clean_token(access_token, "access_token")
+        refresh_token = clean_token(refresh_token, "refresh_token", required=False)
         app_user_id = clean_identifier(app_user_id, "app_user_id")
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
@@ -396,8 +406,8 @@ class ConfluenceTokenQuerySet(OAuthTokenQuerySet):
         linear_id = clean_identifier(organization_id, "organization_id")
         cloud_id = clean_identifier(cloud_id, "cloud_id", required=False)
         site_url = clean_text(site_url, "site_url", max_length=500)
-        access_token = _clean_token(access_token, "access_token")
-        refresh_token = _clean_token(refresh_token, "refresh_token", required=False)
+        access_token = clean_token(access_token, "access_token")
+        refresh_token = clean_token(refresh_token, "refresh_token", required=False)
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
         with transaction.atomic(using=self.db):

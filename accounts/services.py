@@ -1,0 +1,150 @@
+"""Writes on accounts that span models or rows: re-encrypting every token with the current key."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from cryptography.fernet import InvalidToken
+from django.db import models, transaction
+
+from accounts.fields import EncryptedTokenField, EncryptedValue
+from accounts.models import ConfluenceToken, LinearToken
+from accounts.validation import clean_non_negative_int
+
+logger = logging.getLogger(__name__)
+
+#: The models whose tokens :func:`rotate_token_keys` re-encrypts, in this order.
+TOKEN_MODELS: tuple[type[models.Model], ...] = (LinearToken, ConfluenceToken)
+
+DEFAULT_BATCH_SIZE = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class UndecryptableToken:
+    """A stored token no configured key decrypts: where it is, never what it is."""
+
+    table: str
+    row_id: int
+    field: str
+
+    def __str__(self) -> str:
+        return f"{self.table} id={self.row_id} ({self.field})"
+
+
+@dataclasses.dataclass(frozen=True)
+class RotationProgress:
+    """Reported after each batch: how far :func:`rotate_token_keys` is through one model's table."""
+
+    table: str
+    done: int
+    total: int
+
+
+@dataclasses.dataclass
+class RotationResult:
+    """Row counts of one :func:`rotate_token_keys` run (a row counts once, by its worst field)."""
+
+    rewritten: int = 0
+    already_current: int = 0
+    undecryptable: list[UndecryptableToken] = dataclasses.field(default_factory=list)
+
+    @property
+    def undecryptable_rows(self) -> int:
+        """How many rows hold at least one token no configured key decrypts."""
+        return len({(item.table, item.row_id) for item in self.undecryptable})
+
+
+def rotate_token_keys(
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[RotationProgress], None] | None = None,
+) -> RotationResult:
+    """Re-encrypt every stored token with the first key of ``FERNET_KEYS``.
+
+    Works on the stored ciphertext with ``MultiFernet.rotate``, so no plaintext token is built. Rows are
+    processed in primary-key order, ``batch_size`` at a time; each batch is one transaction holding
+    ``select_for_update`` locks, so a concurrent ``refresh``/``store`` either waits or is waited for, and
+    an interrupted run keeps every committed batch. Tokens already under the first key are left alone,
+    which makes a second run a no-op. ``updated_at`` is not touched: the tokens did not change.
+    """
+    batch_size = clean_non_negative_int(batch_size, "batch_size")
+    if batch_size == 0:
+        raise ValueError("batch_size must be at least 1.")
+    result = RotationResult()
+    for model in TOKEN_MODELS:
+        _rotate_model(model, batch_size=batch_size, on_progress=on_progress, result=result)
+    logger.info(
+        "Token key rotation: %d rows rewritten, %d already current, %d could not be decrypted",
+        result.rewritten,
+        result.already_current,
+        result.undecryptable_rows,
+    )
+    return result
+
+
+def _rotate_model(
+    model: type[models.Model],
+    *,
+    batch_size: int,
+    on_progress: Callable[[RotationProgress], None] | None,
+    result: RotationResult,
+) -> None:
+    token_fields = [field for field in model._meta.concrete_fields if isinstance(field, EncryptedTokenField)]
+    names = [field.attname for field in token_fields]
+    table = model._meta.db_table
+    total = model._default_manager.count()
+    done = 0
+    last_pk = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                model._default_manager.select_for_update()
+                .filter(pk__gt=last_pk)
+                .order_by("pk")
+                .only("pk", *names)[:batch_size]
+            )
+            if not rows:
+                break
+            for row in rows:
+                _rotate_row(model, row, token_fields, table=table, result=result)
+        last_pk = rows[-1].pk
+        done += len(rows)
+        if on_progress is not None:
+            on_progress(RotationProgress(table=table, done=done, total=max(total, done)))
+
+
+def _rotate_row(
+    model: type[models.Model],
+    row: models.Model,
+    token_fields: list[EncryptedTokenField],
+    *,
+    table: str,
+    result: RotationResult,
+) -> None:
+    updates: dict[str, EncryptedValue] = {}
+    failed = False
+    for field in token_fields:
+        # The raw loaded value: an EncryptedValue, so nothing here ever holds plaintext.
+        stored = row.__dict__.get(field.attname)
+        if stored is None:
+            continue
+        if field.is_current(stored.ciphertext):
+            continue
+        try:
+            updates[field.attname] = EncryptedValue(field.rotate_ciphertext(stored.ciphertext))
+        except InvalidToken:
+            failed = True
+            result.undecryptable.append(UndecryptableToken(table=table, row_id=row.pk, field=field.name))
+            logger.warning(
+                "%s id=%s: %s cannot be decrypted with any configured key", table, row.pk, field.name
+            )
+    if updates:
+        model._default_manager.filter(pk=row.pk).update(**updates)
+    if failed:
+        return
+    if updates:
+        result.rewritten += 1
+    else:
+        result.already_current += 1
