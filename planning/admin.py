@@ -1,0 +1,258 @@
+"""Admin console for program increments, planning sessions and what the sessions produced.
+
+Changelists run a fixed number of queries whatever the number of rows (``list_select_related``,
+annotations instead of per-row lookups) and skip the full ``COUNT(*)`` on the big tables.
+Django has no nested inlines: a session shows its features and enablers inline, each feature links to
+its own page, where its stories are inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.forms import Textarea
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from planning.models import (
+    Enabler,
+    Feature,
+    PIFeature,
+    PIObjective,
+    PIRisk,
+    PlanningSession,
+    ProgramIncrement,
+    Story,
+)
+
+# Descriptions are long text: a short textarea keeps tabular inlines readable.
+COMPACT_TEXT = {models.TextField: {"widget": Textarea(attrs={"rows": 2, "cols": 50})}}
+
+
+def _with_story_count(features: QuerySet[Feature]) -> QuerySet[Feature]:
+    """Annotate ``num_stories`` with a correlated subquery: it runs for the shown page only, unlike a
+    ``GROUP BY`` over a join, and keeps the changelist at one query."""
+    per_feature = (
+        Story.objects.filter(planning_feature=OuterRef("pk"))
+        .order_by()
+        .values("planning_feature")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return features.annotate(num_stories=Coalesce(Subquery(per_feature, output_field=IntegerField()), 0))
+
+
+class ExactIdSearchMixin:
+    """Admin search that also matches Linear ids exactly (``=``), so the id indexes are used.
+
+    Django's ``=field`` search is ``iexact``, which PostgreSQL cannot answer from a plain index.
+    """
+
+    exact_search_fields: tuple[str, ...] = ()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        matches, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        term = search_term.strip()
+        if not term or not self.exact_search_fields:
+            return matches, may_have_duplicates
+        exact = Q()
+        for field in self.exact_search_fields:
+            exact |= Q(**{field: term})
+        return matches | queryset.filter(exact), may_have_duplicates
+
+
+# --- program increments ------------------------------------------------------------------------------
+
+
+class PIFeatureInline(admin.TabularInline):
+    model = PIFeature
+    fields = ["feature_id", "team_id", "status", "confidence"]
+    extra = 0
+
+
+class PIObjectiveInline(admin.TabularInline):
+    model = PIObjective
+    fields = ["objective_id", "team_id", "description", "business_value", "status"]
+    formfield_overrides = COMPACT_TEXT
+    extra = 0
+
+
+class PIRiskInline(admin.TabularInline):
+    model = PIRisk
+    fields = ["risk_id", "description", "impact", "likelihood", "status", "mitigation_plan"]
+    formfield_overrides = COMPACT_TEXT
+    extra = 0
+
+
+@admin.register(ProgramIncrement)
+class ProgramIncrementAdmin(admin.ModelAdmin):
+    list_display = ["pi_id", "name", "organization", "start_date", "end_date", "status"]
+    list_filter = ["status", "organization"]
+    list_select_related = ["organization"]
+    search_fields = ["pi_id", "name"]
+    autocomplete_fields = ["organization"]
+    readonly_fields = ["created_at", "updated_at"]
+    ordering = ["-start_date", "-id"]
+    inlines = [PIFeatureInline, PIObjectiveInline, PIRiskInline]
+
+
+# --- planning sessions -------------------------------------------------------------------------------
+
+
+class FeatureInline(admin.TabularInline):
+    model = Feature
+    fields = ["feature_id", "title", "description", "story_count"]
+    readonly_fields = ["story_count"]
+    formfield_overrides = COMPACT_TEXT
+    show_change_link = True  # stories are edited on the feature's own page
+    extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Feature]:
+        return _with_story_count(super().get_queryset(request))
+
+    @admin.display(description="stories")
+    def story_count(self, feature: Feature) -> int:
+        return getattr(feature, "num_stories", 0)
+
+
+class EnablerInline(admin.TabularInline):
+    model = Enabler
+    fields = ["enabler_id", "title", "enabler_type", "description"]
+    formfield_overrides = COMPACT_TEXT
+    extra = 0
+
+
+@admin.register(PlanningSession)
+class PlanningSessionAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+    list_display = [
+        "planning_title",
+        "organization",
+        "program_increment",
+        "status",
+        "progress_bar",
+        "created_at",
+    ]
+    list_filter = ["status", "organization", "program_increment"]
+    list_select_related = ["organization", "program_increment"]
+    # Text search; the epic and feature/story/enabler ids are matched exactly in get_search_results.
+    search_fields = ["planning_title", "confluence_page_url"]
+    exact_search_fields = ("epic_id",)
+    search_help_text = "Title, Confluence page URL, or an exact Linear epic, feature, story or enabler id."
+    autocomplete_fields = ["organization", "program_increment"]
+    # Status and progress move only through the model's transitions (the agent's path, race-safe).
+    readonly_fields = ["status", "progress_bar", "error", "created_at", "updated_at"]
+    fields = [
+        "organization",
+        "program_increment",
+        "planning_title",
+        "confluence_page_url",
+        "confluence_document_id",
+        "epic_id",
+        "status",
+        "progress_bar",
+        "error",
+        "created_at",
+        "updated_at",
+    ]
+    ordering = ["-created_at", "-id"]
+    show_full_result_count = False
+    list_per_page = 50
+    inlines = [FeatureInline, EnablerInline]
+    actions = ["mark_failed"]
+    # Confluence is served over https; also Django 6's default, chosen now to silence its warning.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_bar(self, session: PlanningSession) -> str:
+        return format_html(
+            '<progress value="{}" max="100" style="width:8em" aria-label="{}% done">{}%</progress> {}%',
+            session.progress,
+            session.progress,
+            session.progress,
+            session.progress,
+        )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[PlanningSession], search_term: str
+    ) -> tuple[QuerySet[PlanningSession], bool]:
+        """Text search, or sessions that produced a feature, story or enabler with this exact Linear id.
+
+        ``Exists`` subqueries, not joins, so a session with many matching rows is listed once and the
+        changelist needs no ``DISTINCT``.
+        """
+        matches, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return matches, may_have_duplicates
+        session = OuterRef("pk")
+        by_linear_id = queryset.filter(
+            Exists(Feature.objects.filter(planning_session=session, feature_id=term))
+            | Exists(Story.objects.filter(planning_feature__planning_session=session, story_id=term))
+            | Exists(Enabler.objects.filter(planning_session=session, enabler_id=term))
+        )
+        return matches | by_linear_id, may_have_duplicates
+
+    @admin.action(description="Mark selected sessions as failed")
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[PlanningSession]) -> None:
+        """Fail pending/processing sessions through the model transition; report the ones refused."""
+        failed, refused = 0, []
+        for session in queryset:
+            try:
+                session.mark_failed(f"Marked as failed in the admin by {request.user}.")
+                failed += 1
+            except ValidationError as exc:
+                refused.append(exc.messages[0])
+        if failed:
+            self.message_user(request, f"{failed} session(s) marked as failed.", messages.SUCCESS)
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
+
+
+class StoryInline(admin.TabularInline):
+    model = Story
+    fields = ["story_id", "title", "description"]
+    formfield_overrides = COMPACT_TEXT
+    extra = 0
+
+
+@admin.register(Feature)
+class FeatureAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+    list_display = ["feature_id", "title", "planning_session", "story_count", "created_at"]
+    list_select_related = ["planning_session"]
+    search_fields = ["title"]
+    exact_search_fields = ("feature_id",)
+    raw_id_fields = ["planning_session"]
+    readonly_fields = ["created_at", "updated_at"]
+    ordering = ["-id"]  # the primary key index; created_at is not indexed on this table
+    show_full_result_count = False
+    inlines = [StoryInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Feature]:
+        return _with_story_count(super().get_queryset(request))
+
+    @admin.display(description="stories", ordering="num_stories")
+    def story_count(self, feature: Feature) -> int:
+        return getattr(feature, "num_stories", 0)
+
+
+@admin.register(Enabler)
+class EnablerAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+    list_display = ["enabler_id", "title", "enabler_type", "planning_session", "created_at"]
+    list_filter = ["enabler_type"]
+    list_select_related = ["planning_session"]
+    search_fields = ["title"]
+    exact_search_fields = ("enabler_id",)
+    raw_id_fields = ["planning_session"]
+    readonly_fields = ["created_at", "updated_at"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    formfield_overrides = COMPACT_TEXT
