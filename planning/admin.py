@@ -17,6 +17,8 @@ from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet,
 from django.db.models.functions import Coalesce
 from django.forms import Textarea
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from planning.models import (
@@ -31,7 +33,7 @@ from planning.models import (
 )
 
 # Descriptions are long text: a short textarea keeps tabular inlines readable.
-COMPACT_TEXT = {models.TextField: {"widget": Textarea(attrs={"rows": 2, "cols": 50})}}
+COMPACT_TEXT = {models.TextField: {"widget": Textarea(attrs={"rows": 2, "cols": 36})}}
 
 
 def _with_story_count(features: QuerySet[Feature]) -> QuerySet[Feature]:
@@ -139,7 +141,7 @@ class PlanningSessionAdmin(ExactIdSearchMixin, admin.ModelAdmin):
         "program_increment",
         "status",
         "progress_bar",
-        "created_at",
+        "created",
     ]
     list_filter = ["status", "organization", "program_increment"]
     list_select_related = ["organization", "program_increment"]
@@ -171,10 +173,15 @@ class PlanningSessionAdmin(ExactIdSearchMixin, admin.ModelAdmin):
     # Confluence is served over https; also Django 6's default, chosen now to silence its warning.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
+    @admin.display(description="created", ordering="created_at")
+    def created(self, session: PlanningSession) -> str:
+        return date_format(timezone.localtime(session.created_at), "SHORT_DATE_FORMAT")
+
     @admin.display(description="progress", ordering="progress")
     def progress_bar(self, session: PlanningSession) -> str:
         return format_html(
-            '<progress value="{}" max="100" style="width:8em" aria-label="{}% done">{}%</progress> {}%',
+            '<span style="white-space:nowrap"><progress value="{}" max="100" style="width:6em" '
+            'aria-label="{}% done">{}%</progress> {}%</span>',
             session.progress,
             session.progress,
             session.progress,
