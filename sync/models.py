@@ -606,14 +606,9 @@ class Conflict(models.Model):
 
     def _locked(self) -> Conflict:
         """This conflict's row, re-read under ``select_for_update`` (call inside ``atomic``)."""
-        # of=("self",): select_related makes an outer join, and PostgreSQL cannot lock its null side.
-        locked = (
-            type(self)
-            ._default_manager.select_for_update(of=("self",))
-            .select_related("resolved_by")
-            .filter(pk=self.pk)
-            .first()
-        )
+        # No select_related("resolved_by"): after waiting for the lock, PostgreSQL re-reads the locked
+        # row but not a joined one, so the joined user would be the stale (missing) one.
+        locked = type(self)._default_manager.select_for_update().filter(pk=self.pk).first()
         if locked is None:
             raise ValidationError(f"Conflict {self.pk!r} no longer exists.", code="does_not_exist")
         return locked
@@ -971,9 +966,7 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
                 raise ValidationError(f"issues[{position}] has no 'id' key.", code="missing_key")
             issue_id = clean_identifier(issue["id"], f"issues[{position}]['id']")
             clean_json(issue, f"issues[{position}]")
-            # Dict order follows first insertion; pop so the last duplicate also takes the last place.
-            by_id.pop(issue_id, None)
-            by_id[issue_id] = issue
+            by_id[issue_id] = issue  # a later duplicate replaces the earlier one
         organization = Organization.objects.ensure(organization_id)
         if not by_id:
             return 0
@@ -982,7 +975,9 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
             LinearIssueCache(
                 organization=organization, linear_issue_id=issue_id, issue_data=data, last_updated=now
             )
-            for issue_id, data in by_id.items()
+            # Sorted by id: concurrent upserts of overlapping issues then lock rows in the same
+            # order, so PostgreSQL cannot deadlock them against each other.
+            for issue_id, data in sorted(by_id.items(), key=lambda item: item[0])
         ]
         # SQLite caps the parameters of one statement (999): a larger batch would be split by
         # bulk_create into several statements, so cap it here and keep one statement per batch.

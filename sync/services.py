@@ -65,10 +65,8 @@ def resolve_conflicts(conflict_ids: Iterable[Any], strategy: Any, *, by: Any) ->
     with transaction.atomic():
         locked = {
             conflict.pk: conflict
-            for conflict in Conflict.objects.select_for_update(of=("self",))
-            .select_related("resolved_by")
-            .filter(pk__in=ids)
-            .order_by("pk")
+            # No select_related: PostgreSQL re-reads a locked row after waiting, not its joined rows.
+            for conflict in Conflict.objects.select_for_update().filter(pk__in=ids).order_by("pk")
         }
         at = timezone.now()
         for conflict_id in ids:
