@@ -1,0 +1,323 @@
+"""What every benchmark module shares: Django set-up, raw connections, timing, results, the CLI.
+
+A benchmark module runs in its own process, against the database ``DATABASE_URL`` names (already
+migrated by the runner), and writes a JSON list of result dicts: ``name, engine, metric, value,
+baseline, ratio, unit, note``. ``ratio`` is always computed from two figures measured in the same
+process, moments apart, so a busy machine slows both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RESULT_KEYS = ("name", "engine", "metric", "value", "baseline", "ratio", "unit", "note")
+
+
+def configure_django() -> None:
+    """Set up Django from the environment, with per-query logging off as in production."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+    from django.conf import settings
+
+    django.setup()
+    # With DEBUG on, every cursor is a CursorDebugWrapper that records each query's SQL and time:
+    # work production never does, which would be charged to the ORM side of every ratio.
+    settings.DEBUG = False
+
+
+def engine_name() -> str:
+    """``postgresql`` or ``sqlite`` for the default database."""
+    from django.db import connection
+
+    return "postgresql" if connection.vendor == "postgresql" else connection.vendor
+
+
+def make_result(
+    name: str,
+    *,
+    engine: str,
+    metric: str,
+    value: float | None,
+    baseline: float | None,
+    unit: str,
+    note: str = "",
+    ratio: float | None = None,
+) -> dict[str, Any]:
+    """One result row; ``ratio`` defaults to value / baseline."""
+    if ratio is None and value is not None and baseline:
+        ratio = value / baseline
+    return {
+        "name": name,
+        "engine": engine,
+        "metric": metric,
+        "value": None if value is None else round(value, 3),
+        "baseline": None if baseline is None else round(baseline, 3),
+        "ratio": None if ratio is None else round(ratio, 3),
+        "unit": unit,
+        "note": note,
+    }
+
+
+def error_result(name: str, engine: str, exc: BaseException) -> dict[str, Any]:
+    """A row saying this measurement could not be taken, and why."""
+    return make_result(
+        name,
+        engine=engine,
+        metric="error",
+        value=None,
+        baseline=None,
+        unit="",
+        note=f"error: {type(exc).__name__}: {exc}"[:300],
+    )
+
+
+# --- raw connections -------------------------------------------------------------------------
+
+
+class RawDB:
+    """A DB-API connection opened exactly as Django opens its own, used without Django.
+
+    Django's wrapper opens it (same OPTIONS: psycopg cursor class and ``prepare_threshold``, SQLite
+    PRAGMAs, time zone, autocommit on); the benchmarks then call the driver directly, so the
+    baseline pays for the SQL and the driver, not for the ORM.
+    """
+
+    def __init__(self) -> None:
+        from django.db import connections
+
+        self._wrapper = connections.create_connection("default")
+        self._wrapper.ensure_connection()
+        self.connection = self._wrapper.connection
+        self.vendor = self._wrapper.vendor
+        self.is_postgresql = self.vendor == "postgresql"
+
+    def sql(self, text: str) -> str:
+        """Translate ``%s`` placeholders to the driver's style (once, outside the timed code)."""
+        return text if self.is_postgresql else text.replace("%s", "?")
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement and return its first row."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement and return all its rows."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return its row count."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def insert_many(
+        self, head: str, row: str, tail: str, rows: Sequence[Sequence[Any]], batch_size: int = 1000
+    ) -> None:
+        """``head VALUES row, row, … tail`` for every row, the fastest way the driver offers.
+
+        PostgreSQL: multi-row ``VALUES`` of ``batch_size`` rows per statement (one round trip each;
+        psycopg's ``executemany`` on Django's client-side-binding cursor makes one per row). SQLite:
+        ``executemany`` (no round trips in-process).
+        """
+        cursor = self.connection.cursor()
+        try:
+            if not self.is_postgresql:
+                cursor.executemany(self.sql(f"{head} VALUES {row} {tail}"), rows)
+                return
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                statement = f"{head} VALUES {', '.join([row] * len(chunk))} {tail}"
+                cursor.execute(statement, [value for values in chunk for value in values])
+        finally:
+            cursor.close()
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction, begun the way Django begins it on this engine."""
+        if self.is_postgresql:
+            with self.connection.transaction():
+                yield
+            return
+        mode = getattr(self._wrapper, "transaction_mode", None)
+        self.connection.execute(f"BEGIN {mode}" if mode else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._wrapper.close()
+
+
+def field_fernet(model: Any, field_name: str) -> Any:
+    """The Fernet/MultiFernet object an encrypted model field uses, so the baseline does equal work."""
+    field = model._meta.get_field(field_name)
+    return field.fernet
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+
+def median_pair(
+    api: Callable[[int], Any],
+    raw: Callable[[int], Any],
+    *,
+    iterations: int,
+    warmup: int,
+    rounds: int = 5,
+) -> tuple[float, float]:
+    """Median seconds per call of ``api`` and of ``raw``, timed in alternating rounds.
+
+    Each callable gets a running index (to rotate over keys). Rounds alternate which side goes
+    first, so a burst of load from another process lands on both sides.
+    """
+    for i in range(warmup):
+        api(i)
+        raw(i)
+    per_round = max(1, iterations // rounds)
+    api_times: list[int] = []
+    raw_times: list[int] = []
+    clock = time.perf_counter_ns
+    index = warmup
+    for round_number in range(rounds):
+        gc.collect()
+        sides = [(api, api_times), (raw, raw_times)]
+        if round_number % 2:
+            sides.reverse()
+        for fn, times in sides:
+            for i in range(index, index + per_round):
+                start = clock()
+                fn(i)
+                times.append(clock() - start)
+        index += per_round
+    return statistics.median(api_times) / 1e9, statistics.median(raw_times) / 1e9
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds one call of ``fn`` took, and what it returned."""
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def count_queries(fn: Callable[[], Any]) -> tuple[int, Any]:
+    """How many SQL statements Django ran during ``fn()``, and what it returned."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        value = fn()
+    return len(captured.captured_queries), value
+
+
+def captured_sql(fn: Callable[[], Any]) -> list[str]:
+    """The SQL statements Django ran during ``fn()`` (to print, or to check a baseline against)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        fn()
+    return [query["sql"] for query in captured.captured_queries]
+
+
+# --- machine ---------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, str]:
+    """CPU count and model, memory, Python, Django, psycopg and SQLite versions of this machine."""
+    import sqlite3
+
+    import django
+
+    cpu_model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError), open("/proc/meminfo", encoding="utf-8") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    try:
+        import psycopg
+
+        psycopg_version = psycopg.__version__
+    except ImportError:
+        psycopg_version = "not installed"
+    return {
+        "nproc": str(os.cpu_count() or "?"),
+        "cpu": cpu_model or platform.processor() or "unknown",
+        "memory": memory or "unknown",
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "psycopg": psycopg_version,
+        "sqlite": sqlite3.sqlite_version,
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def main(
+    run: Callable[..., list[dict[str, Any]]], description: str, argv: Sequence[str] | None = None
+) -> int:
+    """The CLI of a benchmark module: ``--engine``, ``--quick``, ``--json-out``; runs ``run``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--engine", choices=["postgresql", "sqlite"], help="check DATABASE_URL is this engine"
+    )
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--json-out", type=Path, help="write the results here as JSON (else stdout)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="module-specific setting (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    configure_django()
+    engine = engine_name()
+    if args.engine and args.engine != engine:
+        parser.error(f"--engine {args.engine} but DATABASE_URL points at {engine}")
+    options = dict(option.split("=", 1) for option in args.option)
+    results = run(quick=args.quick, **options) if options else run(quick=args.quick)
+    payload = json.dumps(results, indent=2)
+    if args.json_out:
+        args.json_out.write_text(payload, encoding="utf-8")
+    else:
+        sys.stdout.write(payload + "\n")
+    return 0
