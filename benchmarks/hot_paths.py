@@ -356,7 +356,8 @@ def build_operations(keys: dict[str, list[Any]], raw: RawDB) -> list[Operation]:
 
     # --- SyncState -------------------------------------------------------------------------------
     select_last = sql(
-        "SELECT last_synced_at FROM sync_syncstate WHERE confluence_page_id = %s AND linear_team_id = %s LIMIT 1"
+        "SELECT last_synced_at FROM sync_syncstate "
+        "WHERE confluence_page_id = %s AND linear_team_id = %s LIMIT 1"
     )
 
     def last_synced_raw(i: int) -> Any:
@@ -401,7 +402,8 @@ def build_operations(keys: dict[str, list[Any]], raw: RawDB) -> list[Operation]:
     insert_history = sql(
         "INSERT INTO sync_synchistory (organization_id, confluence_page_id, linear_team_id, success, error, "
         "created_issues, updated_issues, confluence_changes, conflicts_detected, conflicts_resolved, "
-        "direction, deleted_issues, synced_at) VALUES (NULL, %s, %s, %s, '', %s, %s, %s, %s, %s, '', NULL, %s) "
+        "direction, deleted_issues, synced_at) "
+        "VALUES (NULL, %s, %s, %s, '', %s, %s, %s, %s, %s, '', NULL, %s) "
         "RETURNING id"
     )
 
@@ -411,7 +413,8 @@ def build_operations(keys: dict[str, list[Any]], raw: RawDB) -> list[Operation]:
 
     history_columns = ", ".join(f.column for f in SyncHistory._meta.concrete_fields)
     select_history = sql(
-        f"SELECT {history_columns} FROM sync_synchistory WHERE confluence_page_id = %s AND linear_team_id = %s "
+        f"SELECT {history_columns} FROM sync_synchistory "
+        "WHERE confluence_page_id = %s AND linear_team_id = %s "
         "ORDER BY synced_at DESC, id DESC LIMIT 50"
     )
 

@@ -363,7 +363,7 @@ def write_docs(path: Path, rows: list[dict], command: str, machine: dict[str, st
         "",
         "- **hot_paths**: median per-operation time of the public API against the same SQL run through the",
         "  driver (psycopg 3 / sqlite3) on a second connection opened with Django's own connection settings,",
-        "  including the same Fernet work (the field's own Fernet object) where the API encrypts or decrypts.",
+        "  including the same Fernet work (the field's own MultiFernet) where the API encrypts or decrypts.",
         "  Calls alternate in rounds; medians of many calls after a warm-up. Targets: ratio ≤ 2.0 on",
         "  PostgreSQL, goal ≤ 1.3.",
         "- **bulk**: rows/s of `save_planning_result` (100 features × 10 stories + 20 enablers, new session",
