@@ -19,15 +19,21 @@ THREADS_PER_PROCESS = 4
 
 
 def test_refresh_from_four_processes_of_four_threads_spends_each_refresh_token_once():
-    LinearToken.objects.store("org-mp", access_token="access-0", refresh_token="refresh-0", app_user_id="a",
-                              expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    LinearToken.objects.store(
+        "org-mp",
+        access_token="access-0",
+        refresh_token="refresh-0",
+        app_user_id="a",
+        expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(PROCESSES * THREADS_PER_PROCESS)
     results = ctx.Queue()
     db_name = connection.settings_dict["NAME"]
     processes = [
-        ctx.Process(target=refresh_in_process,
-                    args=(db_name, "org-mp", THREADS_PER_PROCESS, barrier, results))
+        ctx.Process(
+            target=refresh_in_process, args=(db_name, "org-mp", THREADS_PER_PROCESS, barrier, results)
+        )
         for _ in range(PROCESSES)
     ]
     for process in processes:

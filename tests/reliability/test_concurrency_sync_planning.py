@@ -35,8 +35,9 @@ BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 def test_mark_synced_same_pair_keeps_one_row_with_one_writers_value():
     def work(i: int) -> SyncState:
-        return SyncState.objects.mark_synced("page-1", "team-1", BASE + dt.timedelta(minutes=i),
-                                             organization_id="org-sync")
+        return SyncState.objects.mark_synced(
+            "page-1", "team-1", BASE + dt.timedelta(minutes=i), organization_id="org-sync"
+        )
 
     outcomes = run_together(work)
 
@@ -73,8 +74,9 @@ def _changes(item_id: str, title: str = "L") -> dict:
 
 def test_store_same_new_conflict_creates_one_row_and_counts_it_once():
     outcomes = run_together(
-        lambda i: Conflict.objects.store("conflict-x", **_changes("x"), confluence_page_id="p",
-                                         linear_team_id="t")
+        lambda i: Conflict.objects.store(
+            "conflict-x", **_changes("x"), confluence_page_id="p", linear_team_id="t"
+        )
     )
 
     assert_no_errors(outcomes)
@@ -84,8 +86,9 @@ def test_store_same_new_conflict_creates_one_row_and_counts_it_once():
 
 def test_store_distinct_conflicts_on_one_pair_counts_every_one():
     outcomes = run_together(
-        lambda i: Conflict.objects.store(f"conflict-{i}", **_changes(str(i)), confluence_page_id="p",
-                                         linear_team_id="t")
+        lambda i: Conflict.objects.store(
+            f"conflict-{i}", **_changes(str(i)), confluence_page_id="p", linear_team_id="t"
+        )
     )
 
     assert_no_errors(outcomes)
@@ -95,8 +98,9 @@ def test_store_distinct_conflicts_on_one_pair_counts_every_one():
 
 def test_store_same_conflict_with_different_changes_keeps_one_writers_changes():
     outcomes = run_together(
-        lambda i: Conflict.objects.store("conflict-y", **_changes("y", title=f"L{i}"), confluence_page_id="p",
-                                         linear_team_id="t")
+        lambda i: Conflict.objects.store(
+            "conflict-y", **_changes("y", title=f"L{i}"), confluence_page_id="p", linear_team_id="t"
+        )
     )
 
     assert_no_errors(outcomes)
@@ -151,8 +155,9 @@ def test_store_and_resolve_racing_leave_a_consistent_conflict_and_count():
     def work(i: int) -> Conflict:
         conflict_id = f"conflict-{i // 2}"
         if i % 2:
-            return Conflict.objects.store(conflict_id, **_changes(str(i // 2), title="new"),
-                                          confluence_page_id="p", linear_team_id="t")
+            return Conflict.objects.store(
+                conflict_id, **_changes(str(i // 2), title="new"), confluence_page_id="p", linear_team_id="t"
+            )
         return Conflict.objects.get(pk=conflict_id).resolve("confluence")
 
     outcomes = run_together(work)
@@ -181,10 +186,16 @@ def test_save_planning_result_on_one_session_keeps_every_writers_rows():
             PlanningSession.objects.get(pk=session.pk),
             features=[
                 # Every writer sends the shared feature; each adds its own story to it.
-                {"feature_id": "FEAT-shared", "title": "Shared",
-                 "stories": [{"story_id": f"S-{i}", "title": f"Story {i}"}]},
-                {"feature_id": f"FEAT-{i}", "title": f"Feature {i}",
-                 "stories": [{"story_id": "S-own", "title": "Own story"}]},
+                {
+                    "feature_id": "FEAT-shared",
+                    "title": "Shared",
+                    "stories": [{"story_id": f"S-{i}", "title": f"Story {i}"}],
+                },
+                {
+                    "feature_id": f"FEAT-{i}",
+                    "title": f"Feature {i}",
+                    "stories": [{"story_id": "S-own", "title": "Own story"}],
+                },
             ],
             enablers=[{"enabler_id": f"EN-{i % 4}", "title": "Enabler", "enabler_type": "research"}],
         )
@@ -219,6 +230,7 @@ def test_overlapping_upsert_many_batches_in_any_order_lose_nothing():
     Linear returns issues in whatever order it likes, so two agents' batches overlap in different
     orders: the bulk upsert must not deadlock on each other's row locks.
     """
+
     def ids(i: int) -> list[str]:
         return [f"ISS-{n:04d}" for n in range(i * 10, i * 10 + 30)]
 

@@ -30,8 +30,11 @@ def _raw_columns(table: str) -> list[bytes]:
 def test_linear_store_same_organization_keeps_one_row_from_one_writer():
     def work(i: int) -> LinearToken:
         return LinearToken.objects.store(
-            "org-race", access_token=f"lin_oauth_access_{i:02d}", refresh_token=f"lin_oauth_refresh_{i:02d}",
-            app_user_id=f"app-user-{i:02d}", expires_at=EXPIRES + dt.timedelta(days=i),
+            "org-race",
+            access_token=f"lin_oauth_access_{i:02d}",
+            refresh_token=f"lin_oauth_refresh_{i:02d}",
+            app_user_id=f"app-user-{i:02d}",
+            expires_at=EXPIRES + dt.timedelta(days=i),
         )
 
     outcomes = run_together(work)
@@ -42,7 +45,9 @@ def test_linear_store_same_organization_keeps_one_row_from_one_writer():
     # All four values come from the same writer: no mix of two upserts.
     i = int(token.app_user_id[-2:])
     assert (token.access_token, token.refresh_token, token.expires_at) == (
-        f"lin_oauth_access_{i:02d}", f"lin_oauth_refresh_{i:02d}", EXPIRES + dt.timedelta(days=i)
+        f"lin_oauth_access_{i:02d}",
+        f"lin_oauth_refresh_{i:02d}",
+        EXPIRES + dt.timedelta(days=i),
     )
     assert {o.result.pk for o in outcomes} == {token.pk}
     raw = _raw_columns("accounts_lineartoken")
@@ -67,8 +72,12 @@ def test_confluence_store_same_cloud_keeps_one_row_other_clouds_kept():
         # Even writers race on one cloud id; odd writers each have their own.
         cloud = "cloud-shared" if i % 2 == 0 else f"cloud-{i}"
         return ConfluenceToken.objects.store(
-            "org-conf", cloud_id=cloud, site_url="https://acme.atlassian.net",
-            access_token=f"conf-access-{i:02d}", refresh_token=f"conf-refresh-{i:02d}", expires_at=EXPIRES,
+            "org-conf",
+            cloud_id=cloud,
+            site_url="https://acme.atlassian.net",
+            access_token=f"conf-access-{i:02d}",
+            refresh_token=f"conf-refresh-{i:02d}",
+            expires_at=EXPIRES,
         )
 
     outcomes = run_together(work)
@@ -104,8 +113,9 @@ class RecordingRefresher:
 
 def test_refresh_from_one_stale_copy_calls_the_provider_once():
     """Sixteen workers loaded the token before any refreshed it: one refreshes, fifteen reuse its result."""
-    LinearToken.objects.store("org-r", access_token="access-0", refresh_token="refresh-0", app_user_id="a",
-                              expires_at=EXPIRES)
+    LinearToken.objects.store(
+        "org-r", access_token="access-0", refresh_token="refresh-0", app_user_id="a", expires_at=EXPIRES
+    )
     copies = [LinearToken.objects.for_organization("org-r") for _ in range(WRITERS)]
     refresher = RecordingRefresher()
 
@@ -120,8 +130,14 @@ def test_refresh_from_one_stale_copy_calls_the_provider_once():
 
 def test_refresh_from_fresh_copies_never_spends_a_refresh_token_twice():
     """Workers that each load the token when they start form a chain: every refresh token spent once."""
-    ConfluenceToken.objects.store("org-r", cloud_id="c", site_url="https://acme.atlassian.net",
-                                  access_token="access-0", refresh_token="refresh-0", expires_at=EXPIRES)
+    ConfluenceToken.objects.store(
+        "org-r",
+        cloud_id="c",
+        site_url="https://acme.atlassian.net",
+        access_token="access-0",
+        refresh_token="refresh-0",
+        expires_at=EXPIRES,
+    )
     refresher = RecordingRefresher(delay=0.005)
 
     outcomes = run_together(

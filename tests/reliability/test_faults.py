@@ -38,8 +38,12 @@ def killer_connection() -> psycopg.Connection:
     """A separate autocommit connection to the test database, like an operator's psql session."""
     params = connection.settings_dict
     return psycopg.connect(
-        dbname=params["NAME"], user=params["USER"] or None, password=params["PASSWORD"] or None,
-        host=params["HOST"] or None, port=params["PORT"] or None, autocommit=True,
+        dbname=params["NAME"],
+        user=params["USER"] or None,
+        password=params["PASSWORD"] or None,
+        host=params["HOST"] or None,
+        port=params["PORT"] or None,
+        autocommit=True,
     )
 
 
@@ -141,12 +145,18 @@ def test_killed_during_save_planning_result_writes_nothing_and_the_retry_works(m
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_killed_during_token_store_keeps_the_old_token_and_the_retry_works():
-    LinearToken.objects.store("org-k", access_token="old-access", refresh_token="old-refresh",
-                              app_user_id="app", expires_at=EXPIRES)
+    LinearToken.objects.store(
+        "org-k", access_token="old-access", refresh_token="old-refresh", app_user_id="app", expires_at=EXPIRES
+    )
 
     def store() -> LinearToken:
-        return LinearToken.objects.store("org-k", access_token="new-access", refresh_token="new-refresh",
-                                         app_user_id="app", expires_at=EXPIRES)
+        return LinearToken.objects.store(
+            "org-k",
+            access_token="new-access",
+            refresh_token="new-refresh",
+            app_user_id="app",
+            expires_at=EXPIRES,
+        )
 
     worker = Worker(store, store)
     from django.db import transaction
@@ -172,8 +182,9 @@ def test_killed_during_token_store_keeps_the_old_token_and_the_retry_works():
 @pytest.mark.django_db(transaction=True)
 def test_killed_during_refresh_keeps_the_old_pair():
     """The connection dies while the provider answers: the stored pair is the old one, not half of each."""
-    LinearToken.objects.store("org-k", access_token="old-access", refresh_token="old-refresh",
-                              app_user_id="app", expires_at=EXPIRES)
+    LinearToken.objects.store(
+        "org-k", access_token="old-access", refresh_token="old-refresh", app_user_id="app", expires_at=EXPIRES
+    )
     answered = threading.Event()
     killed = threading.Event()
     holder: dict[str, int] = {}
@@ -211,14 +222,18 @@ def test_killed_during_refresh_keeps_the_old_pair():
 @pytest.mark.django_db(transaction=True)
 def test_killed_during_conflict_resolve_leaves_it_unresolved_and_unlogged():
     Conflict.objects.store(
-        "conflict-k", linear_change=make_change("linear", itemId="k"),
+        "conflict-k",
+        linear_change=make_change("linear", itemId="k"),
         confluence_change=make_change("confluence", itemId="k", itemData={"title": "other"}),
-        confluence_page_id="p", linear_team_id="t",
+        confluence_page_id="p",
+        linear_team_id="t",
     )
     from django.db import transaction
 
-    worker = Worker(lambda: Conflict.objects.get(pk="conflict-k").resolve("linear"),
-                    lambda: Conflict.objects.get(pk="conflict-k").resolve("confluence"))
+    worker = Worker(
+        lambda: Conflict.objects.get(pk="conflict-k").resolve("linear"),
+        lambda: Conflict.objects.get(pk="conflict-k").resolve("confluence"),
+    )
     # Lock the pair's SyncState row: resolve() has saved the conflict and its log entry when it waits here.
     with transaction.atomic():
         SyncState.objects.select_for_update().get()
@@ -298,16 +313,21 @@ def _planning_rows(session: PlanningSession) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("model", "method"), [(Story, "bulk_create"), (Enabler, "bulk_create"),
-                                               (Story, "bulk_update"), (Enabler, "bulk_update")])
+@pytest.mark.parametrize(
+    ("model", "method"),
+    [(Story, "bulk_create"), (Enabler, "bulk_create"), (Story, "bulk_update"), (Enabler, "bulk_update")],
+)
 def test_failure_inside_save_planning_result_keeps_the_previous_result(monkeypatch, model, method):
     session = make_planning_session()
     save_planning_result(session, features=FEATURES, enablers=ENABLERS)
     before = _planning_rows(session)
     # A second result that adds to and changes every model, so each bulk call has work to do.
     changed = [
-        {**FEATURES[0], "title": "One, renamed",
-         "stories": [{"story_id": "S-1", "title": "Renamed"}, {"story_id": "S-9", "title": "New"}]},
+        {
+            **FEATURES[0],
+            "title": "One, renamed",
+            "stories": [{"story_id": "S-1", "title": "Renamed"}, {"story_id": "S-9", "title": "New"}],
+        },
         {"feature_id": "F-3", "title": "Three", "stories": [{"story_id": "S-3", "title": "Story three"}]},
     ]
     enablers = [
@@ -328,9 +348,11 @@ def test_failure_inside_save_planning_result_keeps_the_previous_result(monkeypat
 @pytest.mark.django_db
 def test_failure_writing_the_resolution_log_leaves_the_conflict_unresolved(monkeypatch):
     conflict = Conflict.objects.store(
-        "conflict-f", linear_change=make_change("linear", itemId="f"),
+        "conflict-f",
+        linear_change=make_change("linear", itemId="f"),
         confluence_change=make_change("confluence", itemId="f", itemData={"title": "other"}),
-        confluence_page_id="p", linear_team_id="t",
+        confluence_page_id="p",
+        linear_team_id="t",
     )
 
     def failing_create(*args: Any, **kwargs: Any) -> Any:

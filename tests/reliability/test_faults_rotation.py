@@ -53,13 +53,23 @@ def old_tokens() -> dict[str, list[int]]:
     """Seven Linear and two Confluence tokens encrypted with the old key only."""
     with override_settings(FERNET_KEYS=[OLD_KEY]):
         linear = [
-            LinearToken.objects.store(f"org-{i}", access_token=f"access-{i}", refresh_token=f"refresh-{i}",
-                                      app_user_id="app", expires_at=EXPIRES).pk
+            LinearToken.objects.store(
+                f"org-{i}",
+                access_token=f"access-{i}",
+                refresh_token=f"refresh-{i}",
+                app_user_id="app",
+                expires_at=EXPIRES,
+            ).pk
             for i in range(7)
         ]
         confluence = [
-            ConfluenceToken.objects.store(f"org-{i}", cloud_id="c", site_url="https://acme.atlassian.net",
-                                          access_token=f"conf-{i}", expires_at=EXPIRES).pk
+            ConfluenceToken.objects.store(
+                f"org-{i}",
+                cloud_id="c",
+                site_url="https://acme.atlassian.net",
+                access_token=f"conf-{i}",
+                expires_at=EXPIRES,
+            ).pk
             for i in range(2)
         ]
     return {"linear": linear, "confluence": confluence}
@@ -109,6 +119,7 @@ def test_failed_batch_rolls_back_earlier_batches_stay_rotated_and_rerun_complete
 
 def test_rotation_never_builds_a_plaintext_value(old_tokens, monkeypatch):
     """The rotation reads ciphertext only: decrypting a token while it runs is a failure."""
+
     def no_decrypt(self: Any, instance: Any, value: EncryptedValue) -> str:
         raise AssertionError("rotation decrypted a token into plaintext")
 
