@@ -1,0 +1,258 @@
+"""The operator dashboard on the admin index: what needs attention across accounts, planning and sync.
+
+Three panels, each shown only to users who may view its model:
+
+* unresolved conflicts per (Confluence page, Linear team), linking to the filtered conflict list;
+* planning sessions processing and failed, linking to the filtered session lists;
+* Linear and Confluence tokens expired or expiring within 24 hours, linking to the filtered token lists.
+
+Every number is a grouped aggregate or a ``LIMIT``-ed, indexed query, so the page costs a fixed number
+of queries (nine with every panel) however many rows the tables hold. No token is ever loaded: token
+rows are read with ``values()`` on their non-secret columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus
+from planning.models import PlanningSession
+from sync.models import Conflict
+
+#: Rows per list on the dashboard.
+PAIR_LIMIT = 10
+SESSION_LIMIT = 5
+TOKEN_LIMIT = 5
+
+
+def _changelist(model: type, **params: str) -> str:
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _change(model: type, pk: Any) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """Unresolved conflicts of one (page, team)."""
+
+    confluence_page_id: str
+    linear_team_id: str
+    count: int
+    url: str
+
+
+@dataclass(frozen=True)
+class ConflictPanel:
+    total: int
+    pairs: list[PairRow]
+    more: bool
+    url: str
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    title: str
+    organization: str
+    progress: int
+    error: str
+    updated_at: dt.datetime
+    url: str
+
+
+@dataclass(frozen=True)
+class SessionGroup:
+    label: str
+    status: str
+    count: int
+    rows: list[SessionRow]
+    url: str
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    kind: str
+    organization: str
+    expires_at: dt.datetime
+    expired: bool
+    #: Time to (or since) expiry, short: "4 h 57 min".
+    when: str
+    url: str
+
+
+def short_duration(delta: dt.timedelta) -> str:
+    """``delta`` (its absolute value) as days and hours, hours and minutes, or minutes."""
+    minutes = int(abs(delta).total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    kind: str
+    state: str
+    label: str
+    count: int
+    url: str
+
+
+@dataclass(frozen=True)
+class TokenPanel:
+    counts: list[TokenCount]
+    rows: list[TokenRow]
+    total: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    conflicts: ConflictPanel | None
+    sessions: list[SessionGroup] | None
+    tokens: TokenPanel | None
+
+    @property
+    def empty(self) -> bool:
+        """No panel is visible to this user."""
+        return self.conflicts is None and self.sessions is None and self.tokens is None
+
+
+def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
+    """The dashboard as ``user`` may see it: a panel per model the user has the view permission for."""
+    now = now or timezone.now()
+    token_models = [m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))]
+    return Dashboard(
+        conflicts=conflict_panel() if user.has_perm(_view_perm(Conflict)) else None,
+        sessions=session_groups() if user.has_perm(_view_perm(PlanningSession)) else None,
+        tokens=token_panel(token_models, now=now) if token_models else None,
+    )
+
+
+def _view_perm(model: type) -> str:
+    return f"{model._meta.app_label}.view_{model._meta.model_name}"
+
+
+def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
+    """Unresolved conflicts per (page, team), most first: two queries."""
+    unresolved = Conflict.objects.filter(is_resolved=False)
+    grouped = list(
+        unresolved.values("confluence_page_id", "linear_team_id")
+        .annotate(count=Count("pk"))
+        .order_by("-count", "confluence_page_id", "linear_team_id")[: limit + 1]
+    )
+    pairs = [
+        PairRow(
+            confluence_page_id=row["confluence_page_id"],
+            linear_team_id=row["linear_team_id"],
+            count=row["count"],
+            # The conflict changelist's page and team filters; its status filter shows unresolved ones
+            # by default.
+            url=_changelist(
+                Conflict,
+                confluence_page_id=row["confluence_page_id"],
+                linear_team_id=row["linear_team_id"],
+            ),
+        )
+        for row in grouped[:limit]
+    ]
+    return ConflictPanel(
+        total=unresolved.count(), pairs=pairs, more=len(grouped) > limit, url=_changelist(Conflict)
+    )
+
+
+def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
+    """Sessions processing and failed: their counts (one grouped query) and the latest of each."""
+    statuses = [
+        (PlanningSession.Status.PROCESSING, "In progress"),
+        (PlanningSession.Status.FAILED, "Failed"),
+    ]
+    counts = dict(
+        PlanningSession.objects.filter(status__in=[status for status, _ in statuses])
+        .values_list("status")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    groups = []
+    for status, label in statuses:
+        rows = []
+        if counts.get(status):
+            latest = (
+                PlanningSession.objects.filter(status=status)
+                .order_by("-created_at", "-id")
+                .values("pk", "planning_title", "organization__name", "organization__linear_id", "progress",
+                        "error", "updated_at")[:limit]
+            )
+            rows = [
+                SessionRow(
+                    title=row["planning_title"],
+                    organization=row["organization__name"] or row["organization__linear_id"],
+                    progress=row["progress"],
+                    error=row["error"],
+                    updated_at=row["updated_at"],
+                    url=_change(PlanningSession, row["pk"]),
+                )
+                for row in latest
+            ]
+        groups.append(
+            SessionGroup(
+                label=label,
+                status=status,
+                count=counts.get(status, 0),
+                rows=rows,
+                url=_changelist(PlanningSession, status__exact=status),
+            )
+        )
+    return groups
+
+
+def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMIT) -> TokenPanel:
+    """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list."""
+    soon = now + EXPIRING_SOON_WINDOW
+    counts: list[TokenCount] = []
+    rows: list[TokenRow] = []
+    for model in models:
+        kind = model._meta.verbose_name
+        # The WHERE on expires_at uses its index; only tokens due within the day are counted.
+        due = model.objects.filter(expires_at__lte=soon)
+        totals = due.aggregate(
+            expired=Count("pk", filter=Q(expires_at__lte=now)),
+            expiring=Count("pk", filter=Q(expires_at__gt=now)),
+        )
+        for state, label in ((TokenStatus.EXPIRED, "expired"), (TokenStatus.EXPIRING, "expiring within 24h")):
+            counts.append(
+                TokenCount(
+                    kind=kind,
+                    state=state,
+                    label=label,
+                    count=totals[state.value],
+                    url=_changelist(model, state=state.value),
+                )
+            )
+        # values(): the token columns (ciphertext) are never read.
+        for row in due.order_by("expires_at", "pk").values(
+            "pk", "expires_at", "organization__name", "organization__linear_id"
+        )[:limit]:
+            rows.append(
+                TokenRow(
+                    kind=kind,
+                    organization=row["organization__name"] or row["organization__linear_id"],
+                    expires_at=row["expires_at"],
+                    expired=row["expires_at"] <= now,
+                    when=short_duration(row["expires_at"] - now),
+                    url=_change(model, row["pk"]),
+                )
+            )
+    rows.sort(key=lambda row: row.expires_at)
+    return TokenPanel(counts=counts, rows=rows[:limit], total=sum(c.count for c in counts))

@@ -1,0 +1,237 @@
+"""The dashboard on the admin index: panels, links, permissions and a constant query count."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.models import User
+from console.dashboard import build_dashboard, short_duration
+from planning.models import PlanningSession
+from tests.factories import (
+    make_conflict,
+    make_confluence_token,
+    make_linear_token,
+    make_organization,
+    make_planning_session,
+)
+
+INDEX = "/admin/"
+
+
+def _panel(html: str, panel_id: str) -> str:
+    """The HTML of one dashboard panel (up to the next panel or the end of the dashboard)."""
+    start = f'<div class="module console-panel" id="{panel_id}">'
+    match = re.search(rf'{start}(.*?)(?=<div class="module console-panel"|</section>)', html, re.S)
+    assert match, f"panel {panel_id} not on the page"
+    return match.group(1)
+
+
+def _conflicts(page: str, team: str, n: int, *, resolved: int = 0) -> None:
+    for i in range(n + resolved):
+        conflict = make_conflict(confluence_page_id=page, linear_team_id=team)
+        if i >= n:
+            conflict.resolve("linear")
+
+
+def _sessions(status: str, n: int, **fields) -> list[PlanningSession]:
+    sessions = [make_planning_session(**fields) for _ in range(n)]
+    for session in sessions:
+        if status in ("processing", "completed", "failed"):
+            session.mark_in_progress()
+        if status == "processing":
+            session.set_progress(40)
+        if status == "completed":
+            session.mark_completed()
+        if status == "failed":
+            session.mark_failed("Confluence returned 503 Service Unavailable")
+    return sessions
+
+
+def _world(scale: int) -> None:
+    """Data for every panel, ``scale`` times over."""
+    now = timezone.now()
+    for i in range(scale):
+        _conflicts(f"page-{i}", f"team-{i}", 2, resolved=1)
+        org = make_organization(name=f"Org {i}")
+        _sessions("processing", 1, organization=org)
+        _sessions("failed", 1, organization=org)
+        _sessions("completed", 1, organization=org)
+        make_linear_token(organization=org, expires_at=now - dt.timedelta(hours=1))
+        make_confluence_token(organization=org, expires_at=now + dt.timedelta(hours=3))
+
+
+@pytest.mark.django_db
+def test_conflict_panel_counts_unresolved_per_pair_most_first(admin_client):
+    _conflicts("163841", "team-eng", 3, resolved=2)
+    _conflicts("163841", "team-data", 1)
+    _conflicts("220114", "team-eng", 2)
+    html = admin_client.get(INDEX).content.decode()
+    panel = _panel(html, "console-conflicts")
+    assert '<span class="console-total">6</span>' in panel
+    rows = re.findall(
+        r'<td><a href="([^"]+)">([^<]+)</a></td>\s*<td class="console-id" title="([^"]+)">[^<]*</td>\s*'
+        r'<td class="console-num"><a href="[^"]+">(\d+)</a></td>',
+        panel,
+    )
+    assert [(page, team, int(n)) for _, page, team, n in rows] == [
+        ("163841", "team-eng", 3),
+        ("220114", "team-eng", 2),
+        ("163841", "team-data", 1),
+    ]
+    assert rows[0][0] == "/admin/sync/conflict/?confluence_page_id=163841&amp;linear_team_id=team-eng"
+
+
+@pytest.mark.django_db
+def test_conflict_link_opens_the_filtered_unresolved_list(admin_client):
+    _conflicts("163841", "team-eng", 3, resolved=2)
+    _conflicts("163841", "team-data", 1)
+    url = build_dashboard(User.objects.get(username="admin")).conflicts.pairs[0].url
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    shown = list(response.context["cl"].result_list)
+    assert len(shown) == 3
+    assert {(c.confluence_page_id, c.linear_team_id, c.is_resolved) for c in shown} == {
+        ("163841", "team-eng", False)
+    }
+
+
+@pytest.mark.django_db
+def test_session_panel_lists_processing_and_failed_with_links(admin_client):
+    org = make_organization(name="Northwind")
+    _sessions("processing", 2, organization=org, planning_title="Checkout PI")
+    _sessions("failed", 1, organization=org, planning_title="Broken page")
+    _sessions("completed", 4, organization=org)
+    _sessions("pending", 3, organization=org)
+    panel = _panel(admin_client.get(INDEX).content.decode(), "console-sessions")
+    assert re.findall(r'<a href="([^"]+)">([^<]+)</a> <span class="console-total">(\d+)</span>', panel) == [
+        ("/admin/planning/planningsession/?status__exact=processing", "In progress", "2"),
+        ("/admin/planning/planningsession/?status__exact=failed", "Failed", "1"),
+    ]
+    assert panel.count("Checkout PI</a>") == 2
+    assert panel.count("40%</progress>") == 2
+    assert "Confluence returned 503 Service Unavailable" in panel
+    response = admin_client.get("/admin/planning/planningsession/?status__exact=failed")
+    assert [s.planning_title for s in response.context["cl"].result_list] == ["Broken page"]
+
+
+@pytest.mark.django_db
+def test_token_panel_shows_expired_and_expiring_without_tokens(admin_client):
+    now = timezone.now()
+    hours = dt.timedelta(hours=1)
+    expired = make_linear_token(organization=make_organization(name="Initech"), expires_at=now - 2 * hours)
+    make_linear_token(organization=make_organization(name="Globex"), expires_at=now + 5 * hours)
+    make_linear_token(organization=make_organization(name="Fine"), expires_at=now + 480 * hours)
+    soon = make_confluence_token(organization=make_organization(name="Umbrella"), expires_at=now + 23 * hours)
+    html = admin_client.get(INDEX).content.decode()
+    panel = _panel(html, "console-tokens")
+    counts = re.findall(r'<a href="([^"]+)"><strong>(\d+)</strong> ([^<]+)</a>', panel)
+    assert counts == [
+        ("/admin/accounts/lineartoken/?state=expired", "1", "Linear token expired"),
+        ("/admin/accounts/lineartoken/?state=expiring", "1", "Linear token expiring within 24h"),
+        ("/admin/accounts/confluencetoken/?state=expired", "0", "Confluence tokens expired"),
+        ("/admin/accounts/confluencetoken/?state=expiring", "1", "Confluence token expiring within 24h"),
+    ]
+    assert re.findall(r'<td class="console-main"><a href="[^"]+">([^<]+)</a>', panel) == [
+        "Initech", "Globex", "Umbrella",
+    ]
+    assert "Fine" not in panel
+    for token in (expired, soon):
+        assert token.access_token not in html and token.refresh_token not in html
+    filtered = admin_client.get("/admin/accounts/lineartoken/?state=expired")
+    assert [t.pk for t in filtered.context["cl"].result_list] == [expired.pk]
+
+
+@pytest.mark.django_db
+def test_empty_database_shows_calm_panels(admin_client):
+    html = admin_client.get(INDEX).content.decode()
+    assert "No unresolved conflicts." in _panel(html, "console-conflicts")
+    assert "No token expires within 24 hours." in _panel(html, "console-tokens")
+    assert _panel(html, "console-sessions").count("None.") == 2
+
+
+@pytest.mark.django_db
+def test_index_query_count_is_constant_as_data_grows(admin_client):
+    def index_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(INDEX).status_code == 200
+        return len(queries)
+
+    _world(1)
+    small = index_queries()
+    _world(12)
+    large = index_queries()
+    assert large == small
+    # Session and user, the admin log of the sidebar, and the dashboard's nine.
+    assert small == 12
+
+
+@pytest.mark.django_db
+def test_dashboard_costs_nine_queries(admin_user, django_assert_num_queries):
+    _world(3)
+    with django_assert_num_queries(9):
+        dashboard = build_dashboard(admin_user)
+    assert dashboard.conflicts.total == 6
+    assert [(g.status, g.count) for g in dashboard.sessions] == [("processing", 3), ("failed", 3)]
+    assert [(c.kind, c.state, c.count) for c in dashboard.tokens.counts] == [
+        ("Linear token", "expired", 3),
+        ("Linear token", "expiring", 0),
+        ("Confluence token", "expired", 0),
+        ("Confluence token", "expiring", 3),
+    ]
+
+
+def _staff(*perms: str) -> User:
+    user = User.objects.create_user("operator", password="pw-operator-123", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        permission = Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        user.user_permissions.add(permission)
+    return user
+
+
+@pytest.mark.django_db
+def test_panels_follow_view_permissions(client):
+    _world(1)
+    client.force_login(_staff("sync.view_conflict", "accounts.view_confluencetoken"))
+    html = client.get(INDEX).content.decode()
+    assert 'id="console-conflicts"' in html
+    assert 'id="console-sessions"' not in html
+    tokens = _panel(html, "console-tokens")
+    assert "Confluence token" in tokens and "Linear token" not in tokens
+
+
+@pytest.mark.django_db
+def test_staff_without_permissions_sees_no_dashboard(client):
+    _world(1)
+    client.force_login(_staff())
+    html = client.get(INDEX).content.decode()
+    assert 'id="console-dashboard"' not in html
+
+
+@pytest.mark.django_db
+def test_site_header_and_title(admin_client):
+    html = admin_client.get(INDEX).content.decode()
+    assert '<div id="site-name"><a href="/admin/">Linear Planning Store</a></div>' in html
+    assert "<title>Dashboard | Linear Planning Store</title>" in html
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (dt.timedelta(minutes=7, seconds=30), "7 min"),
+        (dt.timedelta(hours=4, minutes=57), "4 h 57 min"),
+        (dt.timedelta(hours=3), "3 h"),
+        (-dt.timedelta(hours=3, minutes=2), "3 h 2 min"),
+        (dt.timedelta(days=2, hours=5, minutes=59), "2 d 5 h"),
+        (dt.timedelta(days=3), "3 d"),
+    ],
+)
+def test_short_duration(delta, text):
+    assert short_duration(delta) == text
