@@ -13,6 +13,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
@@ -180,6 +181,7 @@ class ConfluenceTokenAdmin(OAuthTokenAdmin):
         "updated_at",
     ]
     search_fields = ["organization__linear_id", "organization__name", "cloud_id", "site_url"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # Atlassian sites are https
     owner_fields = ["organization", "cloud_id", "site_url", "scope"]
 
 
