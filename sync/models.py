@@ -832,10 +832,19 @@ class SyncHistoryManager(models.Manager["SyncHistory"]):
         conflicts_resolved: Any = 0,
         synced_at: Any = None,
         organization_id: Any = None,
+        direction: Any = "",
+        deleted_issues: Any = None,
     ) -> SyncHistory:
-        """Append one sync run (the old recordSyncHistory); ``synced_at`` defaults to now."""
+        """Append one sync run (the old recordSyncHistory); ``synced_at`` defaults to now.
+
+        ``direction`` and ``deleted_issues`` exist for runs imported from the old first-shape
+        ``sync_history``; agent code leaves them out.
+        """
         page = clean_identifier(confluence_page_id, "confluence_page_id")
         team = clean_identifier(linear_team_id, "linear_team_id")
+        direction = clean_text(direction, "direction", required=False, max_length=32)
+        if deleted_issues is not None:
+            deleted_issues = clean_non_negative_int(deleted_issues, "deleted_issues")
         if not isinstance(success, bool):
             raise ValueError(f"success must be a bool, not {type(success).__name__}.")
         error = clean_text(error, "error", required=False)
@@ -858,12 +867,19 @@ class SyncHistoryManager(models.Manager["SyncHistory"]):
             success=success,
             error=error,
             synced_at=synced_at,
+            direction=direction,
+            deleted_issues=deleted_issues,
             **counters,
         )
 
 
 class SyncHistory(models.Model):
-    """One sync run of a (page, team) pair; append-only (old ``sync_history``, both shapes)."""
+    """One sync run of a (page, team) pair; append-only (old ``sync_history``, both shapes).
+
+    ``direction`` and ``deleted_issues`` only hold values for runs imported from the old first-shape
+    table (``sync_configs.direction``, ``changes_deleted``); that shape's ``frequency`` has no place
+    here (it describes the sync configuration, not a run).
+    """
 
     organization = models.ForeignKey(
         Organization,

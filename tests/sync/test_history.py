@@ -139,6 +139,21 @@ def test_database_refuses_negative_counters(field):
         SyncHistory.objects.filter(pk=row.pk).update(**{field: -1})
 
 
+def test_record_takes_the_first_shape_fields():
+    row = SyncHistory.objects.record(
+        "page", "team", success=True, direction="linear_to_confluence", deleted_issues=4
+    )
+    assert SyncHistory.objects.values_list("direction", "deleted_issues").get(pk=row.pk) == (
+        "linear_to_confluence",
+        4,
+    )
+    with pytest.raises(ValidationError, match="deleted_issues must not be negative"):
+        SyncHistory.objects.record("page", "team", success=True, deleted_issues=-1)
+    with pytest.raises(ValidationError, match="direction is 33 characters long"):
+        SyncHistory.objects.record("page", "team", success=True, direction="x" * 33)
+    assert SyncHistory.objects.count() == 1
+
+
 def test_first_shape_fields_are_stored():
     row = make_sync_history(direction="bidirectional", deleted_issues=2)
     assert SyncHistory.objects.values_list("direction", "deleted_issues").get(pk=row.pk) == (
