@@ -220,8 +220,8 @@ class OAuthToken(models.Model):
             raise ValueError(f"{type(self).__name__} must be saved before it can be refreshed.")
         seen_updated_at = self.updated_at
         seen_refresh_ciphertext = self._raw(type(self).refresh_token.field)
-        manager = type(self)._default_manager
-        with transaction.atomic(using=self._state.db):
+        manager = type(self)._default_manager.db_manager(self._state.db)
+        with transaction.atomic(using=manager.db):
             locked = manager.select_for_update().get(pk=self.pk)
             locked_refresh_raw = locked.__dict__.get("refresh_token")
             if locked.updated_at != seen_updated_at or not _same_stored_value(
