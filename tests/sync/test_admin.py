@@ -485,6 +485,8 @@ def test_changelist_loads_no_json_column(su_client):
         assert "linear_change" not in sql
         assert "confluence_change" not in sql
         assert "resolved_change" not in sql
+    [conflict] = response.context["cl"].result_list
+    assert conflict.get_deferred_fields() == {"linear_change", "confluence_change", "resolved_change"}
 
 
 def test_changelist_query_count_does_not_grow_with_rows(su_client, operator, django_assert_num_queries):
