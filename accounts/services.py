@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 TOKEN_MODELS: tuple[type[models.Model], ...] = (LinearToken, ConfluenceToken)
 
 DEFAULT_BATCH_SIZE = 500
+#: Largest batch accepted (the bound of ``clean_non_negative_int``); far above any useful size.
+MAX_BATCH_SIZE = 2_147_483_647
 
 
 @dataclasses.dataclass(frozen=True)

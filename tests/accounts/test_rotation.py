@@ -141,6 +141,10 @@ def test_command_fails_naming_undecryptable_rows_without_values(settings: Any) -
     assert raw_column(ConfluenceToken, lost.pk, "access_token").decode() not in text
 
 
-def test_command_refuses_a_bad_batch_size() -> None:
-    with pytest.raises(CommandError, match="--batch-size must be at least 1"):
-        call_command("rotate_token_keys", "--batch-size", "0", stdout=io.StringIO())
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "at least 1 \\(got 0\\)"), ("-3", "at least 1"), (str(2**31), "at most 2147483647")],
+)
+def test_command_refuses_a_bad_batch_size(value: str, message: str) -> None:
+    with pytest.raises(CommandError, match=f"--batch-size must be {message}"):
+        call_command("rotate_token_keys", "--batch-size", value, stdout=io.StringIO())

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services import DEFAULT_BATCH_SIZE, RotationProgress, rotate_token_keys
+from accounts.services import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, RotationProgress, rotate_token_keys
 
 
 class Command(BaseCommand):
@@ -27,6 +27,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, batch_size: int, **options: Any) -> None:
         if batch_size < 1:
             raise CommandError(f"--batch-size must be at least 1 (got {batch_size}).")
+        if batch_size > MAX_BATCH_SIZE:
+            raise CommandError(f"--batch-size must be at most {MAX_BATCH_SIZE} (got {batch_size}).")
 
         def report(progress: RotationProgress) -> None:
             self.stdout.write(f"{progress.table}: {progress.done}/{progress.total} rows checked")
