@@ -564,7 +564,11 @@ class Enabler(TimestampedModel):
             _not_empty("title", "planning_enabler_title_not_empty"),
             _in_choices("enabler_type", EnablerType, "planning_enabler_type_valid"),
         ]
-        indexes = [models.Index(fields=["enabler_id"], name="planning_enabler_linear_id_idx")]
+        indexes = [
+            models.Index(fields=["enabler_id"], name="planning_enabler_linear_id_idx"),
+            # The admin's enabler-type filter.
+            models.Index(fields=["enabler_type"], name="planning_enabler_type_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.enabler_id}: {self.title}"
