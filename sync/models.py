@@ -539,15 +539,26 @@ class Conflict(models.Model):
         indexes = [
             # unresolved() newest first, and the console's default changelist.
             models.Index(
-                fields=["-created_at"], condition=Q(is_resolved=False), name="sync_conflict_unresolved_idx"
+                fields=["-created_at", "-id"],
+                condition=Q(is_resolved=False),
+                name="sync_conflict_unresolved_idx",
             ),
             # resolved() by updated_at newest first.
             models.Index(
-                fields=["-updated_at"], condition=Q(is_resolved=True), name="sync_conflict_resolved_idx"
+                fields=["-updated_at", "-id"],
+                condition=Q(is_resolved=True),
+                name="sync_conflict_resolved_idx",
+            ),
+            # The same two listings for one (page, team): equality on the pair, then the order.
+            models.Index(
+                fields=["confluence_page_id", "linear_team_id", "-created_at", "-id"],
+                condition=Q(is_resolved=False),
+                name="sync_conflict_pair_open_idx",
             ),
             models.Index(
-                fields=["confluence_page_id", "linear_team_id", "is_resolved", "-created_at"],
-                name="sync_conflict_pair_idx",
+                fields=["confluence_page_id", "linear_team_id", "-updated_at", "-id"],
+                condition=Q(is_resolved=True),
+                name="sync_conflict_pair_done_idx",
             ),
             models.Index(fields=["linear_team_id"], name="sync_conflict_team_idx"),
             models.Index(fields=["item_type"], name="sync_conflict_item_type_idx"),

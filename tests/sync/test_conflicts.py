@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from sync.models import (
     Conflict,
@@ -612,3 +612,41 @@ def test_item_data_diff_of_a_conflict_compares_the_item_data():
     )
     rows = [(row.field, row.linear, row.confluence, row.differs) for row in conflict.item_data_diff()]
     assert rows == [("title", "A", "B", True), ("estimate", 3, 3, False)]
+
+
+# --- indexes -----------------------------------------------------------------------------------
+
+
+def _plan(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Planner costs on a tiny test table favour a scan; forbid it to see whether an index serves.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("EXPLAIN " + sql, params)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        return " ".join(str(row) for row in cursor.fetchall())
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (lambda: Conflict.objects.unresolved()[:50], "sync_conflict_unresolved_idx"),
+        (lambda: Conflict.objects.resolved()[:50], "sync_conflict_resolved_idx"),
+        (lambda: Conflict.objects.unresolved("p1", "t1")[:50], "sync_conflict_pair_open_idx"),
+        (lambda: Conflict.objects.resolved("p1", "t1")[:50], "sync_conflict_pair_done_idx"),
+    ],
+)
+def test_listings_are_served_by_an_index_without_a_sort(query, index):
+    for n in range(40):
+        conflict = make_conflict(id=f"c{n:02}", confluence_page_id=f"p{n % 4}", linear_team_id="t1")
+        if n % 3 == 0:
+            conflict.resolve("linear")
+
+    plan = _plan(query())
+
+    assert index in plan
+    assert "TEMP B-TREE" not in plan  # SQLite sorting on its own
+    assert "Sort" not in plan.replace("Incremental Sort", "")  # PostgreSQL sorting on its own
