@@ -985,6 +985,10 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
             raise ValueError("batch_size must be a positive integer.")
         if isinstance(issues, dict | str | bytes):
             raise ValueError("issues must be an iterable of dicts, not a single value.")
+        try:
+            issues = iter(issues)
+        except TypeError as exc:
+            raise ValueError(f"issues must be an iterable of dicts, not {type(issues).__name__}.") from exc
         by_id: dict[str, dict[str, Any]] = {}
         for position, issue in enumerate(issues):
             if not isinstance(issue, dict):

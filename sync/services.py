@@ -45,6 +45,12 @@ def resolve_conflicts(conflict_ids: Iterable[Any], strategy: Any, *, by: Any) ->
     """
     if isinstance(conflict_ids, str | bytes):
         raise ValueError("conflict_ids must be an iterable of ids, not a single string.")
+    try:
+        conflict_ids = iter(conflict_ids)
+    except TypeError as exc:
+        raise ValueError(
+            f"conflict_ids must be an iterable of ids, not {type(conflict_ids).__name__}."
+        ) from exc
     # A dict keeps the order asked and drops repeated ids.
     ids = list(
         dict.fromkeys(

@@ -110,6 +110,8 @@ def test_upsert_many_default_batch_is_capped_to_one_statement_per_database_limit
         ([{"id": "a", "when": T0}], ValidationError, "issues[0] is not valid JSON"),
         ([{"id": "a", "n": float("inf")}], ValidationError, "issues[0] is not valid JSON"),
         ({"id": "a"}, ValueError, "issues must be an iterable of dicts, not a single value."),
+        (7, ValueError, "issues must be an iterable of dicts, not int."),
+        (None, ValueError, "issues must be an iterable of dicts, not NoneType."),
     ],
 )
 def test_upsert_many_refuses_bad_input_before_writing(issues, error, message):

@@ -92,6 +92,8 @@ def test_resolve_conflicts_locks_rows_in_one_query(operator, django_assert_num_q
         (["a"], "manual", ValidationError, "resolve manual conflicts one by one"),
         (["a"], "both", ValidationError, "strategy must be one of"),
         ("a", "linear", ValueError, "not a single string"),
+        (5, "linear", ValueError, "conflict_ids must be an iterable of ids, not int."),
+        (None, "linear", ValueError, "conflict_ids must be an iterable of ids, not NoneType."),
         ([""], "linear", ValidationError, "conflict_ids[0] must not be empty."),
         (["a", 3], "linear", ValueError, "conflict_ids[1] must be a string"),
     ],
