@@ -650,3 +650,22 @@ def test_listings_are_served_by_an_index_without_a_sort(query, index):
     assert index in plan
     assert "TEMP B-TREE" not in plan  # SQLite sorting on its own
     assert "Sort" not in plan.replace("Incremental Sort", "")  # PostgreSQL sorting on its own
+
+
+def test_store_query_counts(django_assert_num_queries):
+    changes = {"linear_change": linear(), "confluence_change": confluence()}
+    scope = {"confluence_page_id": "p", "linear_team_id": "t"}
+    # lock-read, insert (in a savepoint), state row insert-if-absent, lock state, count, update count;
+    # plus the savepoints of atomic() inside the test transaction.
+    with django_assert_num_queries(10):
+        Conflict.objects.store("c1", **changes, **scope)
+    # The same conflict again: only the locked read.
+    with django_assert_num_queries(3):
+        Conflict.objects.store("c1", **changes, **scope)
+
+
+def test_listing_unresolved_conflicts_is_one_query(django_assert_num_queries):
+    for n in range(5):
+        make_conflict(id=f"c{n}")
+    with django_assert_num_queries(1):
+        assert len(list(Conflict.objects.unresolved())) == 5
