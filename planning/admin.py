@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.forms import Textarea
+from django.forms import BaseInlineFormSet, Textarea
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -49,6 +49,44 @@ def _with_story_count(features: QuerySet[Feature]) -> QuerySet[Feature]:
     return features.annotate(num_stories=Coalesce(Subquery(per_feature, output_field=IntegerField()), 0))
 
 
+class LinearIdInlineFormSet(BaseInlineFormSet):
+    """Inline formset that refuses a Linear id the parent already holds in a row outside the formset.
+
+    Django leaves the inline foreign key out of model validation, so a ``UniqueConstraint`` on
+    (parent, id) is not checked by the form and would surface as an ``IntegrityError`` (a 500).
+    Duplicates inside the formset are already caught by the formset's own ``validate_unique``.
+    """
+
+    linear_id_field = ""
+
+    def clean(self) -> None:
+        super().clean()
+        field = self.linear_id_field
+        wanted: dict[str, Any] = {}
+        for form in self.forms:
+            if form in self.deleted_forms or not form.has_changed() or not hasattr(form, "cleaned_data"):
+                continue
+            value = form.cleaned_data.get(field)
+            if value:
+                wanted[value] = form
+        if not wanted or self.instance.pk is None:
+            return
+        in_formset = [form.instance.pk for form in self.forms if form.instance.pk is not None]
+        taken = (
+            self.model._default_manager.filter(**{self.fk.name: self.instance, f"{field}__in": list(wanted)})
+            .exclude(pk__in=in_formset)
+            .values_list(field, flat=True)
+        )
+        for value in taken:
+            label = self.model._meta.get_field(field).verbose_name
+            wanted[value].add_error(field, f"{label.capitalize()} {value!r} is already used here.")
+
+
+def linear_id_formset(field: str) -> type[LinearIdInlineFormSet]:
+    """A :class:`LinearIdInlineFormSet` checking ``field``."""
+    return type(f"{field}InlineFormSet", (LinearIdInlineFormSet,), {"linear_id_field": field})
+
+
 class ExactIdSearchMixin:
     """Admin search that also matches Linear ids exactly (``=``), so the id indexes are used.
 
@@ -78,6 +116,7 @@ class ExactIdSearchMixin:
 class PIFeatureInline(admin.TabularInline):
     model = PIFeature
     fields = ["feature_id", "team_id", "status", "confidence"]
+    formset = linear_id_formset("feature_id")
     extra = 0
 
 
@@ -85,6 +124,7 @@ class PIObjectiveInline(admin.TabularInline):
     model = PIObjective
     fields = ["objective_id", "team_id", "description", "business_value", "status"]
     formfield_overrides = COMPACT_TEXT
+    formset = linear_id_formset("objective_id")
     extra = 0
 
 
@@ -92,6 +132,7 @@ class PIRiskInline(admin.TabularInline):
     model = PIRisk
     fields = ["risk_id", "description", "impact", "likelihood", "status", "mitigation_plan"]
     formfield_overrides = COMPACT_TEXT
+    formset = linear_id_formset("risk_id")
     extra = 0
 
 
@@ -116,6 +157,7 @@ class FeatureInline(admin.TabularInline):
     readonly_fields = ["story_count"]
     formfield_overrides = COMPACT_TEXT
     show_change_link = True  # stories are edited on the feature's own page
+    formset = linear_id_formset("feature_id")
     extra = 0
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Feature]:
@@ -130,6 +172,7 @@ class EnablerInline(admin.TabularInline):
     model = Enabler
     fields = ["enabler_id", "title", "enabler_type", "description"]
     formfield_overrides = COMPACT_TEXT
+    formset = linear_id_formset("enabler_id")
     extra = 0
 
 
@@ -228,6 +271,7 @@ class StoryInline(admin.TabularInline):
     model = Story
     fields = ["story_id", "title", "description"]
     formfield_overrides = COMPACT_TEXT
+    formset = linear_id_formset("story_id")
     extra = 0
 
 

@@ -397,6 +397,18 @@ class PlanningSession(TimestampedModel):
     def __str__(self) -> str:
         return self.planning_title
 
+    def clean(self) -> None:
+        """Refuse a program increment of another organization (a rule no single-table constraint keeps)."""
+        super().clean()
+        if (
+            self.program_increment_id is not None
+            and self.organization_id is not None
+            and self.program_increment.organization_id != self.organization_id
+        ):
+            raise ValidationError(
+                {"program_increment": "This program increment belongs to another organization."}
+            )
+
     # --- transitions ---------------------------------------------------------------------------
 
     def _transition(self, allowed_from: tuple[str, ...], to: str, **changes: Any) -> None:

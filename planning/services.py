@@ -33,6 +33,9 @@ class RowCounts:
     updated: int = 0
     unchanged: int = 0
 
+    def __str__(self) -> str:
+        return f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+
 
 @dataclass(frozen=True)
 class PlanningResultCounts:
@@ -41,6 +44,9 @@ class PlanningResultCounts:
     features: RowCounts
     stories: RowCounts
     enablers: RowCounts
+
+    def __str__(self) -> str:
+        return f"features: {self.features}; stories: {self.stories}; enablers: {self.enablers}"
 
 
 @dataclass(frozen=True)
@@ -300,5 +306,5 @@ def save_planning_result(
             )
 
     counts = PlanningResultCounts(features=feature_counts, stories=story_counts, enablers=enabler_counts)
-    logger.info("planning session %s: saved planning result %s", session.pk, counts)
+    logger.info("planning session %s: saved planning result (%s)", session.pk, counts)
     return counts

@@ -30,12 +30,13 @@ pytestmark = pytest.mark.django_db
 def _sessions(n: int) -> list[PlanningSession]:
     """``n`` sessions spread over 3 organizations, each with a PI, features, stories and an enabler."""
     organizations = [make_organization(name=f"Org {i}") for i in range(3)]
-    pis = [make_program_increment(organization=o) for o in organizations]
     now = timezone.now()
     sessions = []
     for i in range(n):
+        # One PI per session, so that the PI changelist and the PI filter grow with n too.
+        pi = make_program_increment(organization=organizations[i % 3])
         session = make_planning_session(
-            organization=organizations[i % 3], program_increment=pis[i % 3],
+            organization=organizations[i % 3], program_increment=pi,
             planning_title=f"Planning {i}", created_at=now - dt.timedelta(minutes=i),
             status="processing", progress=i % 101,
         )
@@ -91,6 +92,7 @@ def test_session_changelist_shows_columns_newest_first_with_a_progress_bar(admin
     assert titles == ["Planning 0", "Planning 1", "Planning 2"]
     assert '<progress value="40" max="100"' in html
     assert "Org 1" in html and sessions[1].program_increment.pi_id in html
+    assert timezone.localdate().strftime("%m/%d/%Y") in html  # the created date, not a timestamp
     assert "Processing" in html
     # No full COUNT(*): the "show all" total is not computed on this big table.
     assert response.context["cl"].show_full_result_count is False
@@ -129,7 +131,7 @@ def test_session_filters(admin_client):
     response = admin_client.get(url, {"organization__id__exact": sessions[1].organization_id})
     assert [s.pk for s in response.context["cl"].result_list] == [sessions[1].pk, sessions[4].pk]
     response = admin_client.get(url, {"program_increment__id__exact": sessions[2].program_increment_id})
-    assert [s.pk for s in response.context["cl"].result_list] == [sessions[2].pk, sessions[5].pk]
+    assert [s.pk for s in response.context["cl"].result_list] == [sessions[2].pk]
 
 
 def test_session_change_page_shows_features_and_enablers_inline(admin_client, django_assert_max_num_queries):
@@ -255,3 +257,74 @@ def test_autocomplete_for_program_increments_answers(admin_client):
     )
     assert response.status_code == 200
     assert [r["id"] for r in response.json()["results"]] == [str(pi.pk)]
+
+
+def _session_form(session, features):
+    data = {
+        "organization": session.organization_id,
+        "program_increment": session.program_increment_id or "",
+        "planning_title": session.planning_title,
+        "confluence_page_url": session.confluence_page_url,
+        "confluence_document_id": "",
+        "epic_id": "",
+        "features-TOTAL_FORMS": str(len(features)), "features-INITIAL_FORMS": "0",
+        "features-MIN_NUM_FORMS": "0", "features-MAX_NUM_FORMS": "1000",
+        "enablers-TOTAL_FORMS": "0", "enablers-INITIAL_FORMS": "0",
+        "enablers-MIN_NUM_FORMS": "0", "enablers-MAX_NUM_FORMS": "1000",
+    }
+    for i, (feature_id, title) in enumerate(features):
+        data.update({f"features-{i}-feature_id": feature_id, f"features-{i}-title": title,
+                     f"features-{i}-description": "", f"features-{i}-planning_session": session.pk})
+    return data
+
+
+def test_a_duplicate_feature_id_inline_is_a_form_error_not_a_crash(admin_client):
+    session = make_planning_session()
+    url = reverse("admin:planning_planningsession_change", args=[session.pk])
+    response = admin_client.post(url, _session_form(session, [("F-1", "One"), ("F-1", "Two")]))
+    assert response.status_code == 200
+    assert "Please correct the duplicate data for feature_id" in response.content.decode()
+    assert not session.features.exists()
+
+
+def test_an_inline_feature_id_taken_by_a_stored_feature_is_a_form_error(admin_client):
+    session = make_planning_session()
+    make_feature(planning_session=session, feature_id="F-1", title="Stored")
+    url = reverse("admin:planning_planningsession_change", args=[session.pk])
+    # A form that did not load the stored row (a second admin tab, say) adds F-1 again.
+    response = admin_client.post(url, _session_form(session, [("F-1", "Again")]))
+    assert response.status_code == 200
+    assert "Linear feature id &#x27;F-1&#x27; is already used here." in (
+        response.content.decode()
+    )
+    assert list(session.features.values_list("title", flat=True)) == ["Stored"]
+
+
+def test_a_program_increment_of_another_organization_is_refused_in_the_form(admin_client):
+    session = make_planning_session()
+    foreign_pi = make_program_increment()
+    data = _session_form(session, [])
+    data["program_increment"] = foreign_pi.pk
+    url = reverse("admin:planning_planningsession_change", args=[session.pk])
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "This program increment belongs to another organization." in response.content.decode()
+    session.refresh_from_db()
+    assert session.program_increment_id is None
+
+
+def test_a_story_id_taken_by_a_stored_story_is_a_form_error_on_the_feature_page(admin_client):
+    feature = make_feature(feature_id="F-1", title="Checkout")
+    make_story(planning_feature=feature, story_id="S-1", title="Stored")
+    data = {
+        "planning_session": feature.planning_session_id, "feature_id": "F-1", "title": "Checkout",
+        "description": "",
+        "stories-TOTAL_FORMS": "1", "stories-INITIAL_FORMS": "0",
+        "stories-MIN_NUM_FORMS": "0", "stories-MAX_NUM_FORMS": "1000",
+        "stories-0-story_id": "S-1", "stories-0-title": "Again", "stories-0-description": "",
+        "stories-0-planning_feature": feature.pk,
+    }
+    response = admin_client.post(reverse("admin:planning_feature_change", args=[feature.pk]), data)
+    assert response.status_code == 200
+    assert "Linear story id &#x27;S-1&#x27; is already used here." in response.content.decode()
+    assert list(feature.stories.values_list("title", flat=True)) == ["Stored"]
