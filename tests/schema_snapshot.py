@@ -59,6 +59,7 @@ def snapshot() -> dict[str, dict]:
             # PostgreSQL adds a pattern-ops ("_like") index beside a unique varchar; the unique
             # index already covers those columns, so only indexes on other column sets count.
             indexes -= unique
+            indexes.discard(",".join(primary_key))  # the same "_like" index beside a text pk
             result[table] = {
                 "columns": columns,
                 "primary_key": primary_key,
