@@ -8,6 +8,7 @@ import threading
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from planning.models import Enabler, Feature, PlanningSession, Story
 from planning.services import PlanningResultCounts, RowCounts, save_planning_result
@@ -269,17 +270,22 @@ def test_query_count_of_a_100_feature_save_is_small_and_does_not_grow_with_rows(
 
 
 @pytest.mark.django_db
-def test_updating_every_row_is_still_bulk(django_assert_max_num_queries):
+def test_updating_every_row_is_still_bulk_and_keeps_created_at():
     session = make_planning_session()
     save_planning_result(session, **result(100, 10, 50))
-    # bulk_update of title/description/updated_at: one UPDATE ... CASE per batch on each engine.
-    with django_assert_max_num_queries(20 if connection.vendor == "sqlite" else 9) as captured:
+    created = dict(Story.objects.values_list("story_id", "created_at"))
+    with CaptureQueriesContext(connection) as captured:
         counts = save_planning_result(session, **result(100, 10, 50, suffix=" v2"))
     assert counts == PlanningResultCounts(
         features=RowCounts(updated=100), stories=RowCounts(updated=1000), enablers=RowCounts(updated=50)
     )
     assert Story.objects.filter(title__endswith=" v2").count() == 1000
-    assert not any(q["sql"].startswith("INSERT") for q in captured)
+    assert dict(Story.objects.values_list("story_id", "created_at")) == created
+    assert all(s > c for s, c in Story.objects.values_list("updated_at", "created_at"))
+    writes = [q["sql"] for q in captured if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
+    # Every write is an upsert on the (parent, Linear id) constraint: no per-row UPDATE, no CASE WHEN.
+    assert writes and all("ON CONFLICT" in sql and "DO UPDATE" in sql for sql in writes)
+    assert len(writes) == _expected_queries(100, 10, 50, fresh=True) - _expected_queries(0, 0, 0, fresh=False)
 
 
 @pytest.mark.django_db
