@@ -224,7 +224,9 @@ CREATE TABLE IF NOT EXISTS pi_risks (
 );
 """,
     "005_sync_tables": _UPDATED_AT_TRIGGER_FUNCTION + _SECOND_SHAPE_SYNC_TABLES + _SECOND_SHAPE_TRIGGERS,
-    "006_integrate_sync_schema": _UPDATED_AT_TRIGGER_FUNCTION + _SECOND_SHAPE_SYNC_TABLES + _SECOND_SHAPE_TRIGGERS,
+    "006_integrate_sync_schema": _UPDATED_AT_TRIGGER_FUNCTION
+    + _SECOND_SHAPE_SYNC_TABLES
+    + _SECOND_SHAPE_TRIGGERS,
     "007_make_refresh_token_nullable": """
 ALTER TABLE linear_tokens ALTER COLUMN refresh_token DROP NOT NULL;
 DO $$ BEGIN
@@ -319,8 +321,8 @@ def insert_rows(conn: psycopg.Connection, table: str, rows: Iterable[dict[str, A
         return 0
     columns = list(rows[0])
     sql = (
-        f'INSERT INTO {table} ({", ".join(columns)}) '  # noqa: S608 - table and columns are ours
-        f'VALUES ({", ".join(["%s"] * len(columns))})'
+        f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - table and columns are ours
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
     with conn.cursor() as cur:
         cur.executemany(sql, [[_adapt(row[c]) for c in columns] for row in rows])
@@ -333,7 +335,7 @@ def insert_sqlite_rows(conn: sqlite3.Connection, table: str, rows: Iterable[dict
     if not rows:
         return 0
     columns = list(rows[0])
-    sql = f'INSERT INTO {table} ({", ".join(columns)}) VALUES ({", ".join(["?"] * len(columns))})'  # noqa: S608
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['?'] * len(columns))})"  # noqa: S608
     conn.executemany(sql, [[row[c] for c in columns] for row in rows])
     conn.commit()
     return len(rows)
@@ -351,8 +353,15 @@ _EPOCH = dt.datetime(1970, 1, 1)
 _BASE = dt.datetime(2025, 1, 6, 9, 0, 0)
 
 
-def change(item_id: str, *, source: str, kind: str = "updated", item_type: str = "story",
-           title: str = "", ms: int = 1_735_000_000_000) -> dict[str, Any]:
+def change(
+    item_id: str,
+    *,
+    source: str,
+    kind: str = "updated",
+    item_type: str = "story",
+    title: str = "",
+    ms: int = 1_735_000_000_000,
+) -> dict[str, Any]:
     """One old "change" object (``legacy-schema.md``, Conflict JSON)."""
     return {
         "id": f"{source}-change-{item_id}",
@@ -405,80 +414,275 @@ def generate_deployment(conn: psycopg.Connection, *, rows: int = 200_000, seed: 
             for record in data:
                 cp.write_row(record)
 
-    token_cols = ("organization_id", "access_token", "refresh_token", "app_user_id", "expires_at",
-                  "created_at", "updated_at")
-    copy("linear_tokens", token_cols, (
-        (org, f"lin_access_{i}_{rnd.getrandbits(64):x}", f"lin_refresh_{i}", f"user-{i}",
-         ts + dt.timedelta(days=30), ts, ts) for i, org in enumerate(orgs)
-    ))
-    copy("confluence_tokens", ("organization_id", "access_token", "refresh_token", "site_url", "expires_at",
-                               "created_at", "updated_at"), (
-        (org, f"conf_access_{i}", None if i % 3 == 0 else f"conf_refresh_{i}",
-         f"https://site{i}.atlassian.net", ts + dt.timedelta(hours=1), ts, ts) for i, org in enumerate(orgs)
-    ))
+    token_cols = (
+        "organization_id",
+        "access_token",
+        "refresh_token",
+        "app_user_id",
+        "expires_at",
+        "created_at",
+        "updated_at",
+    )
+    copy(
+        "linear_tokens",
+        token_cols,
+        (
+            (
+                org,
+                f"lin_access_{i}_{rnd.getrandbits(64):x}",
+                f"lin_refresh_{i}",
+                f"user-{i}",
+                ts + dt.timedelta(days=30),
+                ts,
+                ts,
+            )
+            for i, org in enumerate(orgs)
+        ),
+    )
+    copy(
+        "confluence_tokens",
+        (
+            "organization_id",
+            "access_token",
+            "refresh_token",
+            "site_url",
+            "expires_at",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (
+                org,
+                f"conf_access_{i}",
+                None if i % 3 == 0 else f"conf_refresh_{i}",
+                f"https://site{i}.atlassian.net",
+                ts + dt.timedelta(hours=1),
+                ts,
+                ts,
+            )
+            for i, org in enumerate(orgs)
+        ),
+    )
     n_pi = counts["program_increments"]
-    copy("program_increments", ("organization_id", "pi_id", "name", "start_date", "end_date", "description",
-                                "status", "created_at", "updated_at"), (
-        (orgs[i % len(orgs)], f"PI-{i}", f"Increment {i}", ts, ts + dt.timedelta(days=70),
-         None if i % 2 else f"Goals of increment {i}", ("planning", "execution", "completed")[i % 3], ts, ts)
-        for i in range(n_pi)
-    ))
-    copy("pi_features", ("program_increment_id", "feature_id", "team_id", "status", "confidence",
-                         "created_at", "updated_at"), (
-        (1 + i % n_pi, f"FEAT-{i}", f"team-{i % 7}", ("planned", "in-progress", "completed")[i % 3],
-         1 + i % 5, ts, ts) for i in range(counts["pi_features"])
-    ))
-    copy("pi_objectives", ("program_increment_id", "objective_id", "team_id", "description", "business_value",
-                           "status", "created_at", "updated_at"), (
-        (1 + i % n_pi, f"OBJ-{i}", f"team-{i % 7}", f"Objective {i}", 1 + i % 10,
-         ("planned", "in_progress", "completed")[i % 3], ts, ts) for i in range(counts["pi_objectives"])
-    ))
-    copy("pi_risks", ("program_increment_id", "risk_id", "description", "impact", "likelihood", "status",
-                      "mitigation_plan", "created_at", "updated_at"), (
-        (1 + i % n_pi, f"RISK-{i}", f"Risk {i}", 1 + i % 5, 1 + (i // 5) % 5,
-         ("identified", "mitigated", "accepted", "avoided")[i % 4], None if i % 2 else "Watch it", ts, ts)
-        for i in range(counts["pi_risks"])
-    ))
+    copy(
+        "program_increments",
+        (
+            "organization_id",
+            "pi_id",
+            "name",
+            "start_date",
+            "end_date",
+            "description",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (
+                orgs[i % len(orgs)],
+                f"PI-{i}",
+                f"Increment {i}",
+                ts,
+                ts + dt.timedelta(days=70),
+                None if i % 2 else f"Goals of increment {i}",
+                ("planning", "execution", "completed")[i % 3],
+                ts,
+                ts,
+            )
+            for i in range(n_pi)
+        ),
+    )
+    copy(
+        "pi_features",
+        ("program_increment_id", "feature_id", "team_id", "status", "confidence", "created_at", "updated_at"),
+        (
+            (
+                1 + i % n_pi,
+                f"FEAT-{i}",
+                f"team-{i % 7}",
+                ("planned", "in-progress", "completed")[i % 3],
+                1 + i % 5,
+                ts,
+                ts,
+            )
+            for i in range(counts["pi_features"])
+        ),
+    )
+    copy(
+        "pi_objectives",
+        (
+            "program_increment_id",
+            "objective_id",
+            "team_id",
+            "description",
+            "business_value",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (
+                1 + i % n_pi,
+                f"OBJ-{i}",
+                f"team-{i % 7}",
+                f"Objective {i}",
+                1 + i % 10,
+                ("planned", "in_progress", "completed")[i % 3],
+                ts,
+                ts,
+            )
+            for i in range(counts["pi_objectives"])
+        ),
+    )
+    copy(
+        "pi_risks",
+        (
+            "program_increment_id",
+            "risk_id",
+            "description",
+            "impact",
+            "likelihood",
+            "status",
+            "mitigation_plan",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (
+                1 + i % n_pi,
+                f"RISK-{i}",
+                f"Risk {i}",
+                1 + i % 5,
+                1 + (i // 5) % 5,
+                ("identified", "mitigated", "accepted", "avoided")[i % 4],
+                None if i % 2 else "Watch it",
+                ts,
+                ts,
+            )
+            for i in range(counts["pi_risks"])
+        ),
+    )
     n_sessions = counts["planning_sessions"]
-    copy("planning_sessions", ("organization_id", "confluence_page_url", "planning_title", "epic_id", "status",
-                               "created_at", "updated_at"), (
-        (orgs[i % len(orgs)], f"https://wiki.example.com/pages/{i}", f"Planning {i}",
-         None if i % 2 else f"EPIC-{i}", ("pending", "processing", "completed", "failed")[i % 4],
-         ts + dt.timedelta(seconds=i), ts + dt.timedelta(seconds=i)) for i in range(n_sessions)
-    ))
+    copy(
+        "planning_sessions",
+        (
+            "organization_id",
+            "confluence_page_url",
+            "planning_title",
+            "epic_id",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (
+                orgs[i % len(orgs)],
+                f"https://wiki.example.com/pages/{i}",
+                f"Planning {i}",
+                None if i % 2 else f"EPIC-{i}",
+                ("pending", "processing", "completed", "failed")[i % 4],
+                ts + dt.timedelta(seconds=i),
+                ts + dt.timedelta(seconds=i),
+            )
+            for i in range(n_sessions)
+        ),
+    )
     n_features = counts["planning_features"]
-    copy("planning_features", ("planning_session_id", "feature_id", "title", "description", "created_at",
-                               "updated_at"), (
-        (1 + i % n_sessions, f"F-{i}", f"Feature {i}", None if i % 2 else f"Does thing {i}", ts, ts)
-        for i in range(n_features)
-    ))
-    copy("planning_stories", ("planning_feature_id", "story_id", "title", "description", "created_at",
-                              "updated_at"), (
-        (1 + i % n_features, f"S-{i}", f"Story {i}", f"As a user I want {i}", ts, ts)
-        for i in range(counts["planning_stories"])
-    ))
-    copy("planning_enablers", ("planning_session_id", "enabler_id", "title", "description", "enabler_type",
-                               "created_at", "updated_at"), (
-        (1 + i % n_sessions, f"E-{i}", f"Enabler {i}", None,
-         ("architecture", "Infrastructure", "Technical Debt", "research", "compliance")[i % 5], ts, ts)
-        for i in range(counts["planning_enablers"])
-    ))
+    copy(
+        "planning_features",
+        ("planning_session_id", "feature_id", "title", "description", "created_at", "updated_at"),
+        (
+            (1 + i % n_sessions, f"F-{i}", f"Feature {i}", None if i % 2 else f"Does thing {i}", ts, ts)
+            for i in range(n_features)
+        ),
+    )
+    copy(
+        "planning_stories",
+        ("planning_feature_id", "story_id", "title", "description", "created_at", "updated_at"),
+        (
+            (1 + i % n_features, f"S-{i}", f"Story {i}", f"As a user I want {i}", ts, ts)
+            for i in range(counts["planning_stories"])
+        ),
+    )
+    copy(
+        "planning_enablers",
+        (
+            "planning_session_id",
+            "enabler_id",
+            "title",
+            "description",
+            "enabler_type",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (
+                1 + i % n_sessions,
+                f"E-{i}",
+                f"Enabler {i}",
+                None,
+                ("architecture", "Infrastructure", "Technical Debt", "research", "compliance")[i % 5],
+                ts,
+                ts,
+            )
+            for i in range(counts["planning_enablers"])
+        ),
+    )
     ms0 = int((ts - _EPOCH).total_seconds() * 1000)
-    copy("sync_state", ("confluence_page_id", "linear_team_id", "timestamp", "created_at", "updated_at"), (
-        (f"page-{i}", f"team-{i % 7}", ms0 + i, ts.replace(tzinfo=dt.UTC), ts.replace(tzinfo=dt.UTC))
-        for i in range(counts["sync_state"])
-    ))
-    copy("conflicts", ("id", "linear_change", "confluence_change", "is_resolved", "resolution_strategy",
-                       "resolved_change", "created_at", "updated_at"), (
-        _generated_conflict(i, ts) for i in range(counts["conflicts"])
-    ))
-    copy("sync_history", ("confluence_page_id", "linear_team_id", "success", "error", "created_issues",
-                          "updated_issues", "confluence_changes", "conflicts_detected", "conflicts_resolved",
-                          "timestamp", "created_at"), (
-        (f"page-{i % 1000}", f"team-{i % 7}", i % 10 != 0, "Linear API timeout" if i % 10 == 0 else None,
-         i % 4, i % 5, i % 3, i % 2, i % 2, ms0 + i * 1000, ts.replace(tzinfo=dt.UTC))
-        for i in range(counts["sync_history"])
-    ))
+    copy(
+        "sync_state",
+        ("confluence_page_id", "linear_team_id", "timestamp", "created_at", "updated_at"),
+        (
+            (f"page-{i}", f"team-{i % 7}", ms0 + i, ts.replace(tzinfo=dt.UTC), ts.replace(tzinfo=dt.UTC))
+            for i in range(counts["sync_state"])
+        ),
+    )
+    copy(
+        "conflicts",
+        (
+            "id",
+            "linear_change",
+            "confluence_change",
+            "is_resolved",
+            "resolution_strategy",
+            "resolved_change",
+            "created_at",
+            "updated_at",
+        ),
+        (_generated_conflict(i, ts) for i in range(counts["conflicts"])),
+    )
+    copy(
+        "sync_history",
+        (
+            "confluence_page_id",
+            "linear_team_id",
+            "success",
+            "error",
+            "created_issues",
+            "updated_issues",
+            "confluence_changes",
+            "conflicts_detected",
+            "conflicts_resolved",
+            "timestamp",
+            "created_at",
+        ),
+        (
+            (
+                f"page-{i % 1000}",
+                f"team-{i % 7}",
+                i % 10 != 0,
+                "Linear API timeout" if i % 10 == 0 else None,
+                i % 4,
+                i % 5,
+                i % 3,
+                i % 2,
+                i % 2,
+                ms0 + i * 1000,
+                ts.replace(tzinfo=dt.UTC),
+            )
+            for i in range(counts["sync_history"])
+        ),
+    )
     return counts
 
 
@@ -490,6 +694,12 @@ def _generated_conflict(i: int, ts: dt.datetime) -> tuple[Any, ...]:
     resolved_change = {**lin, "id": f"resolved-conflict-{item}"} if resolved else None
     aware = ts.replace(tzinfo=dt.UTC)
     return (
-        f"conflict-{item}", json.dumps(lin), json.dumps(conf), resolved, "linear" if resolved else None,
-        json.dumps(resolved_change) if resolved else None, aware, aware,
+        f"conflict-{item}",
+        json.dumps(lin),
+        json.dumps(conf),
+        resolved,
+        "linear" if resolved else None,
+        json.dumps(resolved_change) if resolved else None,
+        aware,
+        aware,
     )

@@ -31,6 +31,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import connection, models, transaction
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.fields import SERIALIZED_PREFIX
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from accounts.validation import MAX_IDENTIFIER_LENGTH
 from legacy import convert
@@ -58,7 +59,6 @@ SECRET_COLUMNS = frozenset({"access_token", "refresh_token"})
 #: Default rows per batch (one server-side fetch, one bulk insert).
 DEFAULT_BATCH_SIZE = 2000
 
-_SERIALIZED_TOKEN_PREFIX = "fernet:"
 
 
 class LegacyImportError(Exception):
@@ -148,8 +148,10 @@ class ImportReport:
                     lines.append("  old migrations: no migrations table (unknown which files ran)")
                 else:
                     lines.append(f"  old migrations applied: {', '.join(info.applied_migrations) or 'none'}")
-        header = f"{'old table':<34} {'new model':<26} {'read':>8} {'imported':>9} {'merged':>7} " \
-                 f"{'skipped':>8} {'already':>8}"
+        header = (
+            f"{'old table':<34} {'new model':<26} {'read':>8} {'imported':>9} {'merged':>7} "
+            f"{'skipped':>8} {'already':>8}"
+        )
         lines += ["", header, "-" * len(header)]
         for stats in self.tables.values():
             name = stats.table if stats.source.startswith("postgresql") else f"{stats.table} (sqlite)"
@@ -171,7 +173,10 @@ class ImportReport:
                 lines += ["", f"{title}: {len(notes)}"]
                 lines += [f"  {note}" for note in notes]
         if self.unplaced:
-            lines += ["", "Old columns with no place in the new models (values kept in legacy_importedrow.data):"]
+            lines += [
+                "",
+                "Old columns with no place in the new models (values kept in legacy_importedrow.data):",
+            ]
             lines += [f"  {item}" for item in self.unplaced]
         lines.append("")
         if self.dry_run:
@@ -237,7 +242,7 @@ def _tokens(row: dict[str, Any]) -> dict[str, Any]:
     if refresh is not None and (not isinstance(refresh, str) or not refresh.strip()):
         refresh = None  # an empty refresh token is no refresh token
     for name, value in (("access_token", access), ("refresh_token", refresh)):
-        if value is not None and ("\x00" in value or value.startswith(_SERIALIZED_TOKEN_PREFIX)):
+        if value is not None and ("\x00" in value or value.startswith(SERIALIZED_PREFIX)):
             raise Invalid(f"{name} is not a plain token (NUL character or serialized ciphertext)")
     return {"access_token": access, "refresh_token": refresh}
 
@@ -346,12 +351,15 @@ def _child_timestamps(row: dict[str, Any]) -> dict[str, Any]:
 def _planning_session(row: dict[str, Any]) -> dict[str, Any]:
     if row["organization_id"] is None:
         raise Invalid("organization_id is missing (the new schema needs an organization)")
+    status = convert.session_status(row["status"])
     return {
         "_org": _org_id(row["organization_id"]),
         "confluence_page_url": convert.text(row["confluence_page_url"], "confluence_page_url", required=True),
         "planning_title": convert.text(row["planning_title"], "planning_title", required=True),
         "epic_id": convert.text(row["epic_id"], "epic_id"),
-        "status": convert.session_status(row["status"]),
+        "status": status,
+        # The old schema had no progress; a completed session is done (as mark_completed() sets it).
+        "progress": 100 if status == "completed" else 0,
         **_timestamps(row),
     }
 
@@ -490,7 +498,10 @@ def _sync_conflict(row: dict[str, Any]) -> dict[str, Any]:
     conflict_id = f"sync-conflict-{row['id']}"
     resolved_change = None
     if strategy in ("linear", "confluence"):
-        resolved_change = {**(linear if strategy == "linear" else confluence), "id": f"resolved-{conflict_id}"}
+        resolved_change = {
+            **(linear if strategy == "linear" else confluence),
+            "id": f"resolved-{conflict_id}",
+        }
     resolved_at = convert.aware(row["resolved_at"], "resolved_at", required=False) if resolved else None
     return {
         "id": conflict_id,
@@ -514,8 +525,13 @@ def _sync_conflict(row: dict[str, Any]) -> dict[str, Any]:
 def _history(row: dict[str, Any]) -> dict[str, Any]:
     counters = {
         name: convert.integer(row[name], name, default=0)
-        for name in ("created_issues", "updated_issues", "confluence_changes", "conflicts_detected",
-                     "conflicts_resolved")
+        for name in (
+            "created_issues",
+            "updated_issues",
+            "confluence_changes",
+            "conflicts_detected",
+            "conflicts_resolved",
+        )
     }
     synced_at = convert.aware(row["timestamp"], "timestamp", required=False) or convert.aware(
         row["created_at"], "created_at"
@@ -556,8 +572,15 @@ def _history_first_shape(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_TOKEN_COLUMNS = ("id", "organization_id", "access_token", "refresh_token", "expires_at", "created_at",
-                  "updated_at")
+_TOKEN_COLUMNS = (
+    "id",
+    "organization_id",
+    "access_token",
+    "refresh_token",
+    "expires_at",
+    "created_at",
+    "updated_at",
+)
 
 _HISTORY_FIRST_SHAPE_QUERY = """
 SELECT h.id, h.sync_config_id, h.status, h.direction, h.changes_created, h.changes_updated,
@@ -580,85 +603,277 @@ ORDER BY sc.id
 def _postgres_specs(shape: str | None) -> list[_Spec]:
     """The PostgreSQL tables in import order: parents before children."""
     specs = [
-        _Spec("linear_tokens", LinearToken, (*_TOKEN_COLUMNS, "app_user_id"), _linear_token, order_by=("organization_id", "id"),
-              merge_key=("organization_id",), newer_wins=True),
-        _Spec("confluence_tokens", ConfluenceToken, (*_TOKEN_COLUMNS, "site_url"), _confluence_token, order_by=("organization_id", "id"),
-              merge_key=("organization_id", "cloud_id"), newer_wins=True),
-        _Spec("program_increments", ProgramIncrement,
-              ("id", "organization_id", "pi_id", "name", "start_date", "end_date", "description", "status",
-               "created_at", "updated_at"),
-              _program_increment, keep_id=True, order_by=("organization_id", "pi_id", "id"), merge_key=("organization_id", "pi_id")),
-        _Spec("pi_features", PIFeature,
-              ("id", "program_increment_id", "feature_id", "team_id", "status", "confidence", "created_at",
-               "updated_at"),
-              _pi_feature, order_by=("program_increment_id", "feature_id", "id"), parent_table="program_increments", parent_column="program_increment_id",
-              parent_field="program_increment_id", merge_key=("program_increment_id", "feature_id")),
-        _Spec("pi_objectives", PIObjective,
-              ("id", "program_increment_id", "objective_id", "team_id", "description", "business_value",
-               "status", "created_at", "updated_at"),
-              _pi_objective, order_by=("program_increment_id", "objective_id", "id"), parent_table="program_increments", parent_column="program_increment_id",
-              parent_field="program_increment_id", merge_key=("program_increment_id", "objective_id")),
-        _Spec("pi_risks", PIRisk,
-              ("id", "program_increment_id", "risk_id", "description", "impact", "likelihood", "status",
-               "mitigation_plan", "created_at", "updated_at"),
-              _pi_risk, order_by=("program_increment_id", "risk_id", "id"), parent_table="program_increments", parent_column="program_increment_id",
-              parent_field="program_increment_id", merge_key=("program_increment_id", "risk_id")),
-        _Spec("planning_sessions", PlanningSession,
-              ("id", "organization_id", "confluence_page_url", "planning_title", "epic_id", "status",
-               "created_at", "updated_at"),
-              _planning_session, keep_id=True),
-        _Spec("planning_features", Feature,
-              ("id", "planning_session_id", "feature_id", "title", "description", "created_at", "updated_at"),
-              _feature, order_by=("planning_session_id", "feature_id", "id"), parent_table="planning_sessions", parent_column="planning_session_id",
-              parent_field="planning_session_id", keep_id=True, merge_key=("planning_session_id", "feature_id")),
-        _Spec("planning_stories", Story,
-              ("id", "planning_feature_id", "story_id", "title", "description", "created_at", "updated_at"),
-              _story, order_by=("planning_feature_id", "story_id", "id"), parent_table="planning_features", parent_column="planning_feature_id",
-              parent_field="planning_feature_id", keep_id=True, merge_key=("planning_feature_id", "story_id")),
-        _Spec("planning_enablers", Enabler,
-              ("id", "planning_session_id", "enabler_id", "title", "description", "enabler_type", "created_at",
-               "updated_at"),
-              _enabler, order_by=("planning_session_id", "enabler_id", "id"), parent_table="planning_sessions", parent_column="planning_session_id",
-              parent_field="planning_session_id", keep_id=True, merge_key=("planning_session_id", "enabler_id")),
+        _Spec(
+            "linear_tokens",
+            LinearToken,
+            (*_TOKEN_COLUMNS, "app_user_id"),
+            _linear_token,
+            order_by=("organization_id", "id"),
+            merge_key=("organization_id",),
+            newer_wins=True,
+        ),
+        _Spec(
+            "confluence_tokens",
+            ConfluenceToken,
+            (*_TOKEN_COLUMNS, "site_url"),
+            _confluence_token,
+            order_by=("organization_id", "id"),
+            merge_key=("organization_id", "cloud_id"),
+            newer_wins=True,
+        ),
+        _Spec(
+            "program_increments",
+            ProgramIncrement,
+            (
+                "id",
+                "organization_id",
+                "pi_id",
+                "name",
+                "start_date",
+                "end_date",
+                "description",
+                "status",
+                "created_at",
+                "updated_at",
+            ),
+            _program_increment,
+            keep_id=True,
+            order_by=("organization_id", "pi_id", "id"),
+            merge_key=("organization_id", "pi_id"),
+        ),
+        _Spec(
+            "pi_features",
+            PIFeature,
+            (
+                "id",
+                "program_increment_id",
+                "feature_id",
+                "team_id",
+                "status",
+                "confidence",
+                "created_at",
+                "updated_at",
+            ),
+            _pi_feature,
+            order_by=("program_increment_id", "feature_id", "id"),
+            parent_table="program_increments",
+            parent_column="program_increment_id",
+            parent_field="program_increment_id",
+            merge_key=("program_increment_id", "feature_id"),
+        ),
+        _Spec(
+            "pi_objectives",
+            PIObjective,
+            (
+                "id",
+                "program_increment_id",
+                "objective_id",
+                "team_id",
+                "description",
+                "business_value",
+                "status",
+                "created_at",
+                "updated_at",
+            ),
+            _pi_objective,
+            order_by=("program_increment_id", "objective_id", "id"),
+            parent_table="program_increments",
+            parent_column="program_increment_id",
+            parent_field="program_increment_id",
+            merge_key=("program_increment_id", "objective_id"),
+        ),
+        _Spec(
+            "pi_risks",
+            PIRisk,
+            (
+                "id",
+                "program_increment_id",
+                "risk_id",
+                "description",
+                "impact",
+                "likelihood",
+                "status",
+                "mitigation_plan",
+                "created_at",
+                "updated_at",
+            ),
+            _pi_risk,
+            order_by=("program_increment_id", "risk_id", "id"),
+            parent_table="program_increments",
+            parent_column="program_increment_id",
+            parent_field="program_increment_id",
+            merge_key=("program_increment_id", "risk_id"),
+        ),
+        _Spec(
+            "planning_sessions",
+            PlanningSession,
+            (
+                "id",
+                "organization_id",
+                "confluence_page_url",
+                "planning_title",
+                "epic_id",
+                "status",
+                "created_at",
+                "updated_at",
+            ),
+            _planning_session,
+            keep_id=True,
+        ),
+        _Spec(
+            "planning_features",
+            Feature,
+            ("id", "planning_session_id", "feature_id", "title", "description", "created_at", "updated_at"),
+            _feature,
+            order_by=("planning_session_id", "feature_id", "id"),
+            parent_table="planning_sessions",
+            parent_column="planning_session_id",
+            parent_field="planning_session_id",
+            keep_id=True,
+            merge_key=("planning_session_id", "feature_id"),
+        ),
+        _Spec(
+            "planning_stories",
+            Story,
+            ("id", "planning_feature_id", "story_id", "title", "description", "created_at", "updated_at"),
+            _story,
+            order_by=("planning_feature_id", "story_id", "id"),
+            parent_table="planning_features",
+            parent_column="planning_feature_id",
+            parent_field="planning_feature_id",
+            keep_id=True,
+            merge_key=("planning_feature_id", "story_id"),
+        ),
+        _Spec(
+            "planning_enablers",
+            Enabler,
+            (
+                "id",
+                "planning_session_id",
+                "enabler_id",
+                "title",
+                "description",
+                "enabler_type",
+                "created_at",
+                "updated_at",
+            ),
+            _enabler,
+            order_by=("planning_session_id", "enabler_id", "id"),
+            parent_table="planning_sessions",
+            parent_column="planning_session_id",
+            parent_field="planning_session_id",
+            keep_id=True,
+            merge_key=("planning_session_id", "enabler_id"),
+        ),
         _SYNC_STATE,
     ]
     if shape == "first":
         specs.append(
-            _Spec("sync_configs", SyncState,
-                  ("id", "organization_id", "team_id", "confluence_page_url", "direction", "frequency",
-                   "last_sync_time", "enabled", "created_at", "updated_at"),
-                  _sync_config, order_by=("confluence_page_url", "team_id", "id"), merge_key=("confluence_page_id", "linear_team_id"), newer_wins=True)
+            _Spec(
+                "sync_configs",
+                SyncState,
+                (
+                    "id",
+                    "organization_id",
+                    "team_id",
+                    "confluence_page_url",
+                    "direction",
+                    "frequency",
+                    "last_sync_time",
+                    "enabled",
+                    "created_at",
+                    "updated_at",
+                ),
+                _sync_config,
+                order_by=("confluence_page_url", "team_id", "id"),
+                merge_key=("confluence_page_id", "linear_team_id"),
+                newer_wins=True,
+            )
         )
     specs.append(_CONFLICTS)
     if shape == "first":
         specs.append(
-            _Spec("sync_conflicts", Conflict, ("id", "type", "confluence_data", "linear_data", "resolution",
-                                               "resolved_at", "created_at"),
-                  _sync_conflict, merge_key=("id",), newer_wins=True, query=_SYNC_CONFLICTS_QUERY)
+            _Spec(
+                "sync_conflicts",
+                Conflict,
+                ("id", "type", "confluence_data", "linear_data", "resolution", "resolved_at", "created_at"),
+                _sync_conflict,
+                merge_key=("id",),
+                newer_wins=True,
+                query=_SYNC_CONFLICTS_QUERY,
+            )
         )
         specs.append(
-            _Spec("sync_history", SyncHistory,
-                  ("id", "sync_config_id", "status", "direction", "changes_created", "changes_updated",
-                   "changes_deleted", "conflicts", "error", "started_at", "completed_at"),
-                  _history_first_shape, query=_HISTORY_FIRST_SHAPE_QUERY)
+            _Spec(
+                "sync_history",
+                SyncHistory,
+                (
+                    "id",
+                    "sync_config_id",
+                    "status",
+                    "direction",
+                    "changes_created",
+                    "changes_updated",
+                    "changes_deleted",
+                    "conflicts",
+                    "error",
+                    "started_at",
+                    "completed_at",
+                ),
+                _history_first_shape,
+                query=_HISTORY_FIRST_SHAPE_QUERY,
+            )
         )
     elif shape == "second":
         specs.append(_HISTORY)
     return specs
 
 
-_SYNC_STATE = _Spec("sync_state", SyncState,
-                    ("id", "confluence_page_id", "linear_team_id", "timestamp", "created_at", "updated_at"),
-                    _sync_state, order_by=("confluence_page_id", "linear_team_id", "id"), merge_key=("confluence_page_id", "linear_team_id"), newer_wins=True)
-_CONFLICTS = _Spec("conflicts", Conflict,
-                   ("id", "linear_change", "confluence_change", "is_resolved", "resolution_strategy",
-                    "resolved_change", "created_at", "updated_at"),
-                   _conflict, merge_key=("id",), newer_wins=True)
-_HISTORY = _Spec("sync_history", SyncHistory,
-                 ("id", "confluence_page_id", "linear_team_id", "success", "error", "created_issues",
-                  "updated_issues", "confluence_changes", "conflicts_detected", "conflicts_resolved",
-                  "timestamp", "created_at"),
-                 _history)
+_SYNC_STATE = _Spec(
+    "sync_state",
+    SyncState,
+    ("id", "confluence_page_id", "linear_team_id", "timestamp", "created_at", "updated_at"),
+    _sync_state,
+    order_by=("confluence_page_id", "linear_team_id", "id"),
+    merge_key=("confluence_page_id", "linear_team_id"),
+    newer_wins=True,
+)
+_CONFLICTS = _Spec(
+    "conflicts",
+    Conflict,
+    (
+        "id",
+        "linear_change",
+        "confluence_change",
+        "is_resolved",
+        "resolution_strategy",
+        "resolved_change",
+        "created_at",
+        "updated_at",
+    ),
+    _conflict,
+    merge_key=("id",),
+    newer_wins=True,
+)
+_HISTORY = _Spec(
+    "sync_history",
+    SyncHistory,
+    (
+        "id",
+        "confluence_page_id",
+        "linear_team_id",
+        "success",
+        "error",
+        "created_issues",
+        "updated_issues",
+        "confluence_changes",
+        "conflicts_detected",
+        "conflicts_resolved",
+        "timestamp",
+        "created_at",
+    ),
+    _history,
+)
 
 #: The tables of the SQLite sync file, in import order (after the PostgreSQL ones of the same kind).
 _SQLITE_SPECS = [_SYNC_STATE, _CONFLICTS, _HISTORY]
@@ -667,7 +882,8 @@ _SQLITE_SPECS = [_SYNC_STATE, _CONFLICTS, _HISTORY]
 _UNPLACED_FIRST_SHAPE = [
     "sync_configs.frequency, sync_configs.enabled, sync_configs.direction (SyncState has no place; "
     "direction goes to each SyncHistory run)",
-    "sync_history.status (SyncHistory keeps success only) and sync_history.started_at when completed_at is set",
+    "sync_history.status (SyncHistory keeps success only), and sync_history.started_at when "
+    "completed_at is set",
     "sync_conflicts.type",
 ]
 _UNPLACED_ALWAYS = [
@@ -709,7 +925,9 @@ def _rules(model: type[models.Model]) -> list[_Rule]:
                 name=field.attname,
                 null=field.null,
                 blank=field.blank,
-                max_length=getattr(field, "max_length", None) if isinstance(field, models.CharField) else None,
+                max_length=getattr(field, "max_length", None)
+                if isinstance(field, models.CharField)
+                else None,
                 choices=frozenset(str(c[0]) for c in field.flatchoices) if field.choices else None,
                 low=low,
                 high=high,
@@ -776,12 +994,28 @@ def _keep_old_timestamps(model_classes: list[type[models.Model]]) -> Iterator[No
             field.auto_now, field.auto_now_add = auto_now, auto_now_add
 
 
-_PLAIN_TYPES = frozenset({
-    "AutoField", "BigAutoField", "SmallAutoField", "CharField", "TextField", "SlugField", "EmailField",
-    "IntegerField", "BigIntegerField", "SmallIntegerField", "PositiveIntegerField",
-    "PositiveSmallIntegerField", "PositiveBigIntegerField", "BooleanField", "DateTimeField", "DateField",
-    "ForeignKey", "OneToOneField",
-})
+_PLAIN_TYPES = frozenset(
+    {
+        "AutoField",
+        "BigAutoField",
+        "SmallAutoField",
+        "CharField",
+        "TextField",
+        "SlugField",
+        "EmailField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveSmallIntegerField",
+        "PositiveBigIntegerField",
+        "BooleanField",
+        "DateTimeField",
+        "DateField",
+        "ForeignKey",
+        "OneToOneField",
+    }
+)
 
 
 class _Writer:
@@ -831,20 +1065,24 @@ class _Writer:
             columns = ", ".join(connection.ops.quote_name(field.column) for _, field, _ in plan)
             prep = connection
             with cursor.cursor.copy(
-                f"COPY {connection.ops.quote_name(table)} ({columns}) FROM STDIN"  # noqa: S608 - model names
+                f"COPY {connection.ops.quote_name(table)} ({columns}) FROM STDIN"
             ) as copy:
                 for values in rows:
-                    copy.write_row([
-                        field.get_db_prep_save(values.get(name, defaults[name]), prep) if needs_prep
-                        else values.get(name, defaults[name])
-                        for name, field, needs_prep in plan
-                    ])
+                    copy.write_row(
+                        [
+                            field.get_db_prep_save(values.get(name, defaults[name]), prep)
+                            if needs_prep
+                            else values.get(name, defaults[name])
+                            for name, field, needs_prep in plan
+                        ]
+                    )
         return [values[pk_name] for values in rows]
 
 
 class _Importer:
-    def __init__(self, *, report: ImportReport, batch_size: int,
-                 progress: Callable[[TableStats], None] | None) -> None:
+    def __init__(
+        self, *, report: ImportReport, batch_size: int, progress: Callable[[TableStats], None] | None
+    ) -> None:
         self.report = report
         self.batch_size = batch_size
         self.progress = progress
@@ -873,8 +1111,9 @@ class _Importer:
         if spec.query is not None:
             batches = source.stream(spec.query, batch_size=self.batch_size)
         else:
-            batches = source.stream_table(spec.table, spec.columns, order_by=spec.order_by,
-                                          batch_size=self.batch_size)
+            batches = source.stream_table(
+                spec.table, spec.columns, order_by=spec.order_by, batch_size=self.batch_size
+            )
         for rows in batches:
             self.import_batch(source, spec, rows, stats, state)
             if self.progress is not None:
@@ -904,14 +1143,18 @@ class _Importer:
             state["next_free"] = max(target_max, old_max) + 1
         return state
 
-    def import_batch(self, source: Any, spec: _Spec, rows: list[dict[str, Any]], stats: TableStats,
-                     state: dict[str, Any]) -> None:
+    def import_batch(
+        self, source: Any, spec: _Spec, rows: list[dict[str, Any]], stats: TableStats, state: dict[str, Any]
+    ) -> None:
         """Convert, check, de-duplicate and insert one batch of old rows, with their map entries."""
         stats.read += len(rows)
         label = source.label
         if state["prior"]:
-            done = set(ImportedRow.objects.for_table(label, spec.table)
-                       .filter(old_id__in=[spec.id_of(r) for r in rows]).values_list("old_id", flat=True))
+            done = set(
+                ImportedRow.objects.for_table(label, spec.table)
+                .filter(old_id__in=[spec.id_of(r) for r in rows])
+                .values_list("old_id", flat=True)
+            )
             if done:
                 stats.already += len(done)
                 rows = [r for r in rows if spec.id_of(r) not in done]
@@ -955,6 +1198,15 @@ class _Importer:
             self.report.merged.append(
                 RowNote(label, spec.table, cand.old_id, f"same {key}: merged into {model._meta.label} {pk}")
             )
+        for cand, pk in replaces:
+            self.report.merged.append(
+                RowNote(
+                    label,
+                    spec.table,
+                    cand.old_id,
+                    f"newer than {model._meta.label} {pk} (updated_at): replaced its values",
+                )
+            )
         for cand in inserts:
             if cand.id_changed:
                 moved[cand.old_id] = cand.obj
@@ -964,8 +1216,9 @@ class _Importer:
 
     # Steps ---------------------------------------------------------------------------------------
 
-    def _parent_resolver(self, label: str, spec: _Spec, rows: list[dict[str, Any]]
-                         ) -> Callable[[dict[str, Any]], int]:
+    def _parent_resolver(
+        self, label: str, spec: _Spec, rows: list[dict[str, Any]]
+    ) -> Callable[[dict[str, Any]], int]:
         """A function giving a row's new parent pk, or raising :class:`Invalid`."""
         key = (label, spec.parent_table)
         moved = self.moved.get(key, {})
@@ -1016,7 +1269,11 @@ class _Importer:
                 cand.values["organization_id"] = self.org_pks[cand.values.pop("_org")]
 
     def _deduplicate(
-        self, label: str, spec: _Spec, candidates: list[_Candidate], rows: list[dict[str, Any]],
+        self,
+        label: str,
+        spec: _Spec,
+        candidates: list[_Candidate],
+        rows: list[dict[str, Any]],
         state: dict[str, Any],
     ) -> tuple[list[_Candidate], list[tuple[_Candidate, Any]], list[tuple[_Candidate, Any]]]:
         """Split candidates into inserts, merges into another row, and replacements of an older row.
@@ -1104,9 +1361,13 @@ class _Importer:
                 state["next_free"] += 1
                 cand.id_changed = True
                 self.report.renumbered.append(
-                    RowNote(label, spec.table, cand.old_id,
-                            f"id {cand.old_id} is taken in the target: now {spec.model._meta.label} "
-                            f"{cand.values['id']}")
+                    RowNote(
+                        label,
+                        spec.table,
+                        cand.old_id,
+                        f"id {cand.old_id} is taken in the target: now {spec.model._meta.label} "
+                        f"{cand.values['id']}",
+                    )
                 )
 
     def _entry(self, label: str, spec: _Spec, cand: _Candidate, pk: Any, action: str) -> dict[str, Any]:
@@ -1151,16 +1412,23 @@ class _Importer:
                     cursor.execute(statement)
 
     def refresh_conflict_counts(self) -> None:
-        """Recount unresolved conflicts of every (page, team) state row that has some."""
-        pairs = (
+        """Set ``conflict_count`` of every (page, team) state row to its unresolved conflicts.
+
+        Written directly rather than through ``SyncState.objects.refresh_conflict_counts``, which
+        also bumps ``updated_at``: an import keeps the old rows' times.
+        """
+        unresolved = (
             Conflict.objects.filter(is_resolved=False)
             .exclude(confluence_page_id="")
             .exclude(linear_team_id="")
             .order_by()
             .values_list("confluence_page_id", "linear_team_id")
-            .distinct()
+            .annotate(n=models.Count("pk"))
         )
-        SyncState.objects.refresh_conflict_counts(list(pairs))
+        for page, team, count in unresolved:
+            SyncState.objects.filter(confluence_page_id=page, linear_team_id=team).exclude(
+                conflict_count=count
+            ).update(conflict_count=count)
 
 
 def _key_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
@@ -1188,8 +1456,19 @@ def _describe(source: PostgresSource | SqliteSource) -> SourceInfo:
 
 
 _TARGET_MODELS: list[type[models.Model]] = [
-    LinearToken, ConfluenceToken, ProgramIncrement, PIFeature, PIObjective, PIRisk, PlanningSession,
-    Feature, Story, Enabler, SyncState, Conflict, SyncHistory,
+    LinearToken,
+    ConfluenceToken,
+    ProgramIncrement,
+    PIFeature,
+    PIObjective,
+    PIRisk,
+    PlanningSession,
+    Feature,
+    Story,
+    Enabler,
+    SyncState,
+    Conflict,
+    SyncHistory,
 ]
 
 
@@ -1244,8 +1523,12 @@ def import_legacy(
     report.committed = not dry_run
     logger.info(
         "legacy import %s: %d read, %d imported, %d merged, %d skipped, %d already imported",
-        "dry run" if dry_run else "committed", report.total("read"), report.total("imported"),
-        report.total("merged"), report.total("skipped"), report.total("already"),
+        "dry run" if dry_run else "committed",
+        report.total("read"),
+        report.total("imported"),
+        report.total("merged"),
+        report.total("skipped"),
+        report.total("already"),
     )
     return report
 

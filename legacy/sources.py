@@ -108,8 +108,9 @@ class PostgresSource:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
         return self.conn.execute(query).fetchone()[0]
 
-    def stream(self, query: str | sql.Composable, params: Sequence[Any] = (), *,
-               batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    def stream(
+        self, query: str | sql.Composable, params: Sequence[Any] = (), *, batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
         """Run ``query`` through a server-side cursor and yield its rows, ``batch_size`` dicts at a time."""
         self._cursors += 1
         with self.conn.cursor(name=f"legacy_import_{self._cursors}") as cur:
@@ -124,8 +125,9 @@ class PostgresSource:
                     names = [d.name for d in cur.description]
                 yield [dict(zip(names, row, strict=True)) for row in rows]
 
-    def stream_table(self, table: str, columns: Sequence[str], *, order_by: Sequence[str] = ("id",),
-                     batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    def stream_table(
+        self, table: str, columns: Sequence[str], *, order_by: Sequence[str] = ("id",), batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
         """Stream ``columns`` of ``table`` ordered by ``order_by``."""
         query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in columns),
@@ -194,8 +196,9 @@ class SqliteSource:
         """Rows in ``table``."""
         return self.conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # noqa: S608
 
-    def stream_table(self, table: str, columns: Sequence[str], *, order_by: Sequence[str] = ("id",),
-                     batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    def stream_table(
+        self, table: str, columns: Sequence[str], *, order_by: Sequence[str] = ("id",), batch_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
         """Stream ``columns`` of ``table`` ordered by ``order_by``, ``batch_size`` dicts at a time."""
         quoted = ", ".join(f'"{c}"' for c in columns)
         order = ", ".join(f'"{c}"' for c in order_by)

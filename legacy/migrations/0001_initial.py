@@ -5,30 +5,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ImportedRow',
+            name="ImportedRow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(help_text='The old database: postgresql://host:port/db or sqlite:///path.', max_length=255)),
-                ('old_table', models.CharField(max_length=64)),
-                ('old_id', models.CharField(max_length=255)),
-                ('model', models.CharField(help_text='The new model, as app_label.ModelName.', max_length=100)),
-                ('new_pk', models.CharField(max_length=255)),
-                ('action', models.CharField(choices=[('imported', 'Imported as a new row'), ('merged', 'Merged into an existing row (a duplicate, or older than it)'), ('replaced', "Replaced an existing row's values (newer than it)")], default='imported', max_length=16)),
-                ('id_changed', models.BooleanField(default=False, help_text='The old id was taken in the target, so the row got a new one.')),
-                ('data', models.JSONField(blank=True, default=dict, help_text='Old values that have no place in the new row (a merged duplicate, dropped columns).')),
-                ('imported_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        help_text="The old database: postgresql://host:port/db or sqlite:///path.",
+                        max_length=255,
+                    ),
+                ),
+                ("old_table", models.CharField(max_length=64)),
+                ("old_id", models.CharField(max_length=255)),
+                (
+                    "model",
+                    models.CharField(help_text="The new model, as app_label.ModelName.", max_length=100),
+                ),
+                ("new_pk", models.CharField(max_length=255)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("imported", "Imported as a new row"),
+                            ("merged", "Merged into an existing row (a duplicate, or older than it)"),
+                            ("replaced", "Replaced an existing row's values (newer than it)"),
+                        ],
+                        default="imported",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "id_changed",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The old id was taken in the target, so the row got a new one.",
+                    ),
+                ),
+                (
+                    "data",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Old values that have no place in the new row (a merged duplicate, dropped columns).",
+                    ),
+                ),
+                ("imported_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'verbose_name': 'imported row',
-                'constraints': [models.UniqueConstraint(fields=('source', 'old_table', 'old_id'), name='legacy_importedrow_source_table_id_uniq'), models.CheckConstraint(condition=models.Q(('action__in', ['imported', 'merged', 'replaced'])), name='legacy_importedrow_action_valid')],
+                "verbose_name": "imported row",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "old_table", "old_id"),
+                        name="legacy_importedrow_source_table_id_uniq",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("action__in", ["imported", "merged", "replaced"])),
+                        name="legacy_importedrow_action_valid",
+                    ),
+                ],
             },
         ),
     ]

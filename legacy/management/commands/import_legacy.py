@@ -27,7 +27,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--source-url", required=True, help="postgres://user:password@host:port/dbname of the old database."
+            "--source-url",
+            required=True,
+            help="postgres://user:password@host:port/dbname of the old database.",
         )
         parser.add_argument("--sqlite-file", help="The old SQLite sync file (data/sync.db), if there is one.")
         parser.add_argument("--dry-run", action="store_true", help="Do everything, report, then roll back.")
@@ -37,7 +39,9 @@ class Command(BaseCommand):
             help="Leave out (and list) rows the new rules reject instead of stopping.",
         )
         parser.add_argument(
-            "--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+            "--batch-size",
+            type=_positive_int,
+            default=DEFAULT_BATCH_SIZE,
             help=f"Rows per fetch and bulk insert (default {DEFAULT_BATCH_SIZE}).",
         )
         parser.add_argument(
@@ -73,7 +77,9 @@ class Command(BaseCommand):
         self.stdout.write(report.as_text())
         elapsed = time.perf_counter() - started
         rows = report.total("read")
-        self.stdout.write(f"{rows} old rows in {elapsed:.1f} s ({rows / elapsed if elapsed else 0:.0f} rows/s).")
+        self.stdout.write(
+            f"{rows} old rows in {elapsed:.1f} s ({rows / elapsed if elapsed else 0:.0f} rows/s)."
+        )
         if report.dry_run:
             self.stdout.write(self.style.WARNING("Dry run: nothing was written."))
         else:
