@@ -460,24 +460,12 @@ NOT_ITERABLE = [None, 5, 1.5, True, object()]
 NOT_ITERABLE_IDS = ["None", "int", "float", "bool", "object"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG sync.services.resolve_conflicts: a non-iterable conflict_ids raises TypeError "
-    "instead of ValueError",
-)
 @pytest.mark.parametrize("ids", NOT_ITERABLE, ids=NOT_ITERABLE_IDS)
 def test_bulk_resolve_refuses_a_non_iterable(ids):
     ok, error = attempt(lambda: resolve_conflicts(ids, "linear", by=None))
     assert not ok and isinstance(error, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG sync LinearIssueCache.objects.upsert_many: a non-iterable issues raises TypeError "
-    "instead of ValueError",
-)
 @pytest.mark.parametrize("issues", NOT_ITERABLE, ids=NOT_ITERABLE_IDS)
 def test_issue_cache_upsert_many_refuses_a_non_iterable(issues):
     ok, error = attempt(lambda: LinearIssueCache.objects.upsert_many("org-x", issues))

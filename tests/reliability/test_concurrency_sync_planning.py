@@ -219,11 +219,6 @@ def test_save_planning_result_on_one_session_keeps_every_writers_rows():
 # --- LinearIssueCache.upsert_many ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG sync upsert_many: rows are upserted in input order, so overlapping batches in different "
-    "orders deadlock (OperationalError: deadlock detected); fix: sort rows by linear_issue_id",
-)
 def test_overlapping_upsert_many_batches_in_any_order_lose_nothing():
     """Writer i upserts issues i*10 .. i*10+29 (overlapping its neighbours), shuffled, in batches of 7.
 

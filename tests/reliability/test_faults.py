@@ -13,7 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from django.db.backends.utils import CursorWrapper
 from django.db.models.query import QuerySet
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import LinearToken
 from planning.models import Enabler, Feature, PlanningSession, Story
@@ -312,37 +314,66 @@ def _planning_rows(session: PlanningSession) -> dict[str, list[tuple]]:
     }
 
 
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def _fail_write(monkeypatch: pytest.MonkeyPatch, nth: int) -> None:
+    """Make the ``nth`` (1-based) write statement from now on raise :class:`Boom` instead of running."""
+    original = CursorWrapper._execute
+    seen = {"writes": 0}
+
+    def execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
+        if sql.lstrip().upper().startswith(WRITES):
+            seen["writes"] += 1
+            if seen["writes"] == nth:
+                raise Boom(f"injected failure at write {nth}: {sql[:60]}")
+        return original(self, sql, params, *rest)
+
+    monkeypatch.setattr(CursorWrapper, "_execute", execute)
+
+
+SECOND_FEATURES = [
+    {
+        **FEATURES[0],
+        "title": "One, renamed",
+        "stories": [{"story_id": "S-1", "title": "Renamed"}, {"story_id": "S-9", "title": "New"}],
+    },
+    {"feature_id": "F-3", "title": "Three", "stories": [{"story_id": "S-3", "title": "Story three"}]},
+]
+SECOND_ENABLERS = [
+    {**ENABLERS[0], "title": "Renamed"},
+    {"enabler_id": "E-2", "title": "New", "enabler_type": "research"},
+]
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("model", "method"),
-    [(Story, "bulk_create"), (Enabler, "bulk_create"), (Story, "bulk_update"), (Enabler, "bulk_update")],
-)
-def test_failure_inside_save_planning_result_keeps_the_previous_result(monkeypatch, model, method):
-    session = make_planning_session()
-    save_planning_result(session, features=FEATURES, enablers=ENABLERS)
-    before = _planning_rows(session)
-    # A second result that adds to and changes every model, so each bulk call has work to do.
-    changed = [
-        {
-            **FEATURES[0],
-            "title": "One, renamed",
-            "stories": [{"story_id": "S-1", "title": "Renamed"}, {"story_id": "S-9", "title": "New"}],
-        },
-        {"feature_id": "F-3", "title": "Three", "stories": [{"story_id": "S-3", "title": "Story three"}]},
-    ]
-    enablers = [
-        {**ENABLERS[0], "title": "Renamed"},
-        {"enabler_id": "E-2", "title": "New", "enabler_type": "research"},
-    ]
-    _fail_for(model, method, monkeypatch)
+def test_failure_at_any_write_inside_save_planning_result_keeps_the_previous_result(monkeypatch):
+    """A second result adds to and changes every model; whichever of its writes fails, none remains."""
+    twin = make_planning_session()
+    save_planning_result(twin, features=FEATURES, enablers=ENABLERS)
+    with CaptureQueriesContext(connection) as queries:
+        save_planning_result(twin, features=SECOND_FEATURES, enablers=SECOND_ENABLERS)
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(WRITES)]
+    tables = {
+        table
+        for table in ("planning_feature", "planning_stor", "planning_enabler")
+        if any(table in sql for sql in writes)
+    }
+    assert len(tables) == 3, writes  # every model is written, so every model's write gets a failure
 
-    with pytest.raises(Boom):
-        save_planning_result(session, features=changed, enablers=enablers)
+    for nth in range(1, len(writes) + 1):
+        session = make_planning_session()
+        save_planning_result(session, features=FEATURES, enablers=ENABLERS)
+        before = _planning_rows(session)
+        _fail_write(monkeypatch, nth)
+        with pytest.raises(Boom):
+            save_planning_result(session, features=SECOND_FEATURES, enablers=SECOND_ENABLERS)
+        monkeypatch.undo()
+        assert _planning_rows(session) == before, f"write {nth} of {len(writes)} left rows behind"
 
-    assert _planning_rows(session) == before
-    monkeypatch.undo()
-    counts = save_planning_result(session, features=changed, enablers=enablers)
+    counts = save_planning_result(session, features=SECOND_FEATURES, enablers=SECOND_ENABLERS)
     assert (counts.features.created, counts.stories.created, counts.enablers.created) == (1, 2, 1)
+    assert (counts.features.updated, counts.stories.updated, counts.enablers.updated) == (1, 1, 1)
 
 
 @pytest.mark.django_db
