@@ -119,6 +119,35 @@ def clean_token(value: Any, name: str, *, required: bool = True) -> str | None:
     return value
 
 
+class Sealed:
+    """Holds token values so that a frame's locals (a DEBUG crash page, a debugger) show no token.
+
+    ``SafeExceptionReporterFilter`` honours ``sensitive_variables`` only with DEBUG off; functions
+    that handle tokens keep them in one of these instead of in plain local variables.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<sealed>"
+
+    __str__ = __repr__
+
+
+@sensitive_variables("access_token", "refresh_token")
+def seal_tokens(access_token: Any, refresh_token: Any) -> Sealed:
+    """Check an access token and an optional refresh token; return them sealed as a pair."""
+    return Sealed(
+        (
+            clean_token(access_token, "access_token"),
+            clean_token(refresh_token, "refresh_token", required=False),
+        )
+    )
+
+
 def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None = None) -> TokenStatus:
     """The admin's expiry state of a token expiring at ``expires_at`` (``None``: no token)."""
     if expires_at is None:
@@ -204,7 +233,7 @@ class OAuthToken(models.Model):
         except TokenDecryptionError:
             return "cannot be decrypted"
 
-    @sensitive_variables("refresh_token", "new_access", "new_refresh", "result")
+    @sensitive_variables("result")
     def refresh(self, refresher: Refresher) -> OAuthToken:
         """Refresh the access token with ``refresher(refresh_token) -> (access, refresh | None, expires_at)``.
 
@@ -218,35 +247,33 @@ class OAuthToken(models.Model):
         """
         if self.pk is None:
             raise ValueError(f"{type(self).__name__} must be saved before it can be refreshed.")
-        seen_updated_at = self.updated_at
-        seen_refresh_ciphertext = self._raw(type(self).refresh_token.field)
         manager = type(self)._default_manager.db_manager(self._state.db)
         with transaction.atomic(using=manager.db):
             locked = manager.select_for_update().get(pk=self.pk)
-            locked_refresh_raw = locked.__dict__.get("refresh_token")
-            if locked.updated_at != seen_updated_at or not _same_stored_value(
-                locked_refresh_raw, seen_refresh_ciphertext
-            ):
+            if self._changed_in(locked):
                 logger.info("%r was refreshed by another worker; not refreshing again", locked)
                 self._copy_from(locked)
                 return self
-            refresh_token = locked.refresh_token
-            if not refresh_token:
+            if not locked.refresh_token:
                 raise TokenRefreshError(
                     f"{locked!r} has no refresh token; the organization must authorize again."
                 )
-            new_access, new_refresh, new_expires_at = _call_refresher(refresher, refresh_token, locked)
-            locked.access_token = new_access
-            if new_refresh is not None:
-                locked.refresh_token = new_refresh
-            locked.expires_at = new_expires_at
+            # Sealed, not unpacked: no token sits in a local variable of this frame.
+            result = _call_refresher(refresher, locked)
+            locked.access_token = result.value[0]
+            if result.value[1] is not None:
+                locked.refresh_token = result.value[1]
+            locked.expires_at = result.value[2]
             locked.save(update_fields=["access_token", "refresh_token", "expires_at", "updated_at"])
         logger.info("Refreshed %r", locked)
         self._copy_from(locked)
         return self
 
-    def _raw(self, field: models.Field) -> Any:
-        return self.__dict__.get(field.attname)
+    def _changed_in(self, stored: OAuthToken) -> bool:
+        """Whether ``stored`` (the locked row) differs from what this instance loaded: someone refreshed."""
+        return stored.updated_at != self.updated_at or not _same_stored_value(
+            stored.__dict__.get("refresh_token"), self.__dict__.get("refresh_token")
+        )
 
     def _copy_from(self, other: OAuthToken) -> None:
         for field in self._meta.concrete_fields:
@@ -279,42 +306,51 @@ def _plain_or_none(field: EncryptedTokenField, value: Any) -> str | None:
         return None
 
 
-@sensitive_variables("refresh_token", "result", "access", "new_refresh")
-def _call_refresher(
-    refresher: Refresher, refresh_token: str, token: OAuthToken
-) -> tuple[str, str | None, dt.datetime]:
-    """Call the refresher and check what it returned; errors name the row, never a token."""
+@sensitive_variables("returned")
+def _call_refresher(refresher: Refresher, token: OAuthToken) -> Sealed:
+    """Call the refresher with the token's refresh token; return (access, refresh, expires_at) sealed.
+
+    Errors name the row, never a token; the refresher's own exception is not chained (it may quote the
+    token in a URL or a response body), only its type is reported.
+    """
     failure: str | None = None
     try:
-        result = refresher(refresh_token)
+        returned = Sealed(refresher(token.refresh_token))
     except Exception as exc:
-        # The original exception may quote the token (a URL, a response body): keep only its type.
         failure = type(exc).__name__
     if failure is not None:
         logger.warning("Refreshing %r failed: the refresher raised %s", token, failure)
         raise TokenRefreshError(f"Refreshing {token!r} failed: the refresher raised {failure}.")
-    try:
-        access, new_refresh, expires_at = result
-    except (TypeError, ValueError):
+    if not isinstance(returned.value, tuple | list) or len(returned.value) != 3:
         raise TokenRefreshError(
             f"Refreshing {token!r} failed: the refresher must return (access_token, refresh_token | None, "
             "expires_at)."
-        ) from None
+        )
     try:
-        access = clean_token(access, "access_token")
-        new_refresh = clean_token(new_refresh, "refresh_token", required=False)
-        expires_at = clean_aware_datetime(expires_at, "expires_at")
+        tokens = seal_tokens(returned.value[0], returned.value[1])
+        expires_at = clean_aware_datetime(returned.value[2], "expires_at")
     except (ValueError, ValidationError) as exc:
         raise TokenRefreshError(
             f"Refreshing {token!r} failed: the refresher returned a bad value ({exc})."
         ) from None
-    return access, new_refresh, expires_at
+    return Sealed((*tokens.value, expires_at))
 
 
 class LinearTokenQuerySet(OAuthTokenQuerySet):
-    """Queries on Linear tokens; ``store`` and ``for_organization`` are the agent's API."""
+    """Queries on Linear tokens."""
 
-    @sensitive_variables("access_token", "refresh_token", "token")
+    def for_organization(self, organization_id: Any) -> LinearToken | None:
+        """The organization's Linear token (expired ones too: check ``is_expired()``), or ``None``."""
+        linear_id = clean_identifier(organization_id, "organization_id")
+        return self.select_related("organization").filter(organization__linear_id=linear_id).first()
+
+
+class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
+    """``LinearToken.objects``: the queries above plus ``store``, the agent's write."""
+
+    # A manager method, not a QuerySet one: the proxy frame Django puts in front of QuerySet methods
+    # would hold the tokens in its ``kwargs``, visible on a DEBUG crash page.
+    @sensitive_variables("access_token", "refresh_token")
     def store(
         self,
         organization_id: Any,
@@ -328,11 +364,12 @@ class LinearTokenQuerySet(OAuthTokenQuerySet):
         """Create or replace the organization's Linear token (creating the organization on first use).
 
         One upsert (``INSERT ... ON CONFLICT (organization_id) DO UPDATE``) in one transaction, so
-        concurrent stores for one organization end with one row holding the last writer's values.
+        concurrent stores for one organization end with one row holding the last writer's values. A
+        store replaces the whole grant: ``refresh_token=None`` clears a stored refresh token.
         """
+        tokens = seal_tokens(access_token, refresh_token)
+        del access_token, refresh_token  # only the sealed copy from here on
         linear_id = clean_identifier(organization_id, "organization_id")
-        access_token = clean_token(access_token, "access_token")
-        refresh_token = clean_token(refresh_token, "refresh_token", required=False)
         app_user_id = clean_identifier(app_user_id, "app_user_id")
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
@@ -340,8 +377,8 @@ class LinearTokenQuerySet(OAuthTokenQuerySet):
             organization = Organization.objects.db_manager(self.db).ensure(linear_id)
             token = self.model(
                 organization=organization,
-                access_token=access_token,
-                refresh_token=refresh_token,
+                access_token=tokens.value[0],
+                refresh_token=tokens.value[1],
                 app_user_id=app_user_id,
                 expires_at=expires_at,
                 scope=scope,
@@ -365,11 +402,6 @@ class LinearTokenQuerySet(OAuthTokenQuerySet):
         logger.info("Stored %r", stored)
         return stored
 
-    def for_organization(self, organization_id: Any) -> LinearToken | None:
-        """The organization's Linear token (expired ones too: check ``is_expired()``), or ``None``."""
-        linear_id = clean_identifier(organization_id, "organization_id")
-        return self.select_related("organization").filter(organization__linear_id=linear_id).first()
-
 
 class LinearToken(OAuthToken):
     """The Linear OAuth token of an organization (one per organization)."""
@@ -379,7 +411,7 @@ class LinearToken(OAuthToken):
         "Linear app user id", max_length=255, help_text="The Linear user the app acts as."
     )
 
-    objects = models.Manager.from_queryset(LinearTokenQuerySet)()
+    objects = LinearTokenManager()
 
     class Meta:
         verbose_name = "Linear token"
@@ -388,9 +420,25 @@ class LinearToken(OAuthToken):
 
 
 class ConfluenceTokenQuerySet(OAuthTokenQuerySet):
-    """Queries on Confluence tokens; ``store`` and ``for_organization`` are the agent's API."""
+    """Queries on Confluence tokens."""
 
-    @sensitive_variables("access_token", "refresh_token", "token")
+    def for_organization(self, organization_id: Any, cloud_id: Any = None) -> ConfluenceToken | None:
+        """The organization's Confluence token for ``cloud_id``, or ``None``.
+
+        Without ``cloud_id``: the most recently updated of the organization's Confluence tokens.
+        """
+        linear_id = clean_identifier(organization_id, "organization_id")
+        queryset = self.select_related("organization").filter(organization__linear_id=linear_id)
+        if cloud_id is not None:
+            cloud_id = clean_identifier(cloud_id, "cloud_id", required=False)
+            return queryset.filter(cloud_id=cloud_id).first()
+        return queryset.order_by("-updated_at", "-pk").first()
+
+
+class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySet)):
+    """``ConfluenceToken.objects``: the queries above plus ``store``, the agent's write."""
+
+    @sensitive_variables("access_token", "refresh_token")
     def store(
         self,
         organization_id: Any,
@@ -403,11 +451,11 @@ class ConfluenceTokenQuerySet(OAuthTokenQuerySet):
         scope: Any = "",
     ) -> ConfluenceToken:
         """Create or replace the organization's token for ``cloud_id``: one upsert in one transaction."""
+        tokens = seal_tokens(access_token, refresh_token)
+        del access_token, refresh_token  # only the sealed copy from here on
         linear_id = clean_identifier(organization_id, "organization_id")
         cloud_id = clean_identifier(cloud_id, "cloud_id", required=False)
         site_url = clean_text(site_url, "site_url", max_length=500)
-        access_token = clean_token(access_token, "access_token")
-        refresh_token = clean_token(refresh_token, "refresh_token", required=False)
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
         with transaction.atomic(using=self.db):
@@ -416,8 +464,8 @@ class ConfluenceTokenQuerySet(OAuthTokenQuerySet):
                 organization=organization,
                 cloud_id=cloud_id,
                 site_url=site_url,
-                access_token=access_token,
-                refresh_token=refresh_token,
+                access_token=tokens.value[0],
+                refresh_token=tokens.value[1],
                 expires_at=expires_at,
                 scope=scope,
             )
@@ -438,18 +486,6 @@ class ConfluenceTokenQuerySet(OAuthTokenQuerySet):
         logger.info("Stored %r", stored)
         return stored
 
-    def for_organization(self, organization_id: Any, cloud_id: Any = None) -> ConfluenceToken | None:
-        """The organization's Confluence token for ``cloud_id``, or ``None``.
-
-        Without ``cloud_id``: the most recently updated of the organization's Confluence tokens.
-        """
-        linear_id = clean_identifier(organization_id, "organization_id")
-        queryset = self.select_related("organization").filter(organization__linear_id=linear_id)
-        if cloud_id is not None:
-            cloud_id = clean_identifier(cloud_id, "cloud_id", required=False)
-            return queryset.filter(cloud_id=cloud_id).first()
-        return queryset.order_by("-updated_at", "-pk").first()
-
 
 class ConfluenceToken(OAuthToken):
     """A Confluence (Atlassian) OAuth token; one per organization and Atlassian cloud id.
@@ -462,7 +498,7 @@ class ConfluenceToken(OAuthToken):
     cloud_id = models.CharField("Atlassian cloud id", max_length=255, blank=True, default="")
     site_url = models.URLField(max_length=500)
 
-    objects = models.Manager.from_queryset(ConfluenceTokenQuerySet)()
+    objects = ConfluenceTokenManager()
 
     class Meta:
         verbose_name = "Confluence token"

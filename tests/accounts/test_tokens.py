@@ -5,13 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core import serializers
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.db import DatabaseError
+from django.db.backends.utils import CursorWrapper
+from django.test import RequestFactory
 from django.utils import timezone
+from django.views.debug import technical_500_response
 
 from accounts.fields import EncryptedValue, TokenDecryptionError
 from accounts.models import (
@@ -514,3 +520,60 @@ def test_deleting_an_organization_deletes_its_tokens() -> None:
     make_confluence_token(organization=token.organization)
     token.organization.delete()
     assert (LinearToken.objects.count(), ConfluenceToken.objects.count()) == (0, 0)
+
+
+# --- crash pages ---------------------------------------------------------------------------------
+
+
+_CREDENTIALS = {"access_token": ACCESS, "refresh_token": REFRESH}
+_IN_A_DAY = timezone.now() + dt.timedelta(days=1)
+
+
+def crash_page_of(action: Callable[[], Any]) -> str:
+    """The DEBUG technical 500 page for the DatabaseError ``action`` raises."""
+    try:
+        action()
+    except DatabaseError:
+        return technical_500_response(RequestFactory().get("/"), *sys.exc_info()).content.decode()
+    pytest.fail("the injected failure did not happen")
+
+
+def test_a_database_crash_in_store_shows_no_token_even_with_debug_on(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.DEBUG = True
+    original = CursorWrapper._execute
+
+    def failing_execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
+        if sql.startswith("INSERT INTO") and "accounts_lineartoken" in sql:
+            raise DatabaseError("connection reset")
+        return original(self, sql, params, *rest)
+
+    monkeypatch.setattr(CursorWrapper, "_execute", failing_execute)
+    # The caller's own frame holds no token variable: the tokens come from a module-level map.
+    page = crash_page_of(
+        lambda: LinearToken.objects.store("org-crash", app_user_id="a", expires_at=_IN_A_DAY, **_CREDENTIALS)
+    )
+
+    assert "connection reset" in page and "in store" in page
+    assert ACCESS not in page and REFRESH not in page
+
+
+def test_a_database_crash_in_refresh_shows_no_token_even_with_debug_on(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.DEBUG = True
+    token = store_linear("org-crash")
+    _ = (token.access_token, token.refresh_token)
+
+    def failing_save(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(LinearToken, "save", failing_save)
+    page = crash_page_of(lambda: token.refresh(RecordingRefresher()))
+
+    assert "disk full" in page and "in refresh" in page
+    # Built, not written out: the page quotes the source lines around each frame, this test's too.
+    refreshed = [f"refreshed-{kind}-{1:04d}" for kind in ("access", "refresh")]
+    for secret in (ACCESS, REFRESH, *refreshed):
+        assert secret not in page
