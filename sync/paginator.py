@@ -3,9 +3,10 @@
 Django's admin asks its paginator for ``count`` on every changelist page. On PostgreSQL a ``COUNT(*)``
 reads every visible row (MVCC keeps no row count), so with a million conflicts each page view would
 scan the table. :class:`EstimatedCountPaginator` asks the planner instead: ``pg_class.reltuples`` for an
-unfiltered table, or the row estimate of ``EXPLAIN`` for a filtered queryset. When the estimate is small
-the exact count is cheap, so it counts for real, bounded so that a stale estimate can never turn into a
-full scan. On other databases (SQLite) and for anything that is not a QuerySet it is Django's Paginator.
+unfiltered table, or the row estimate of ``EXPLAIN`` for a filtered queryset, and counts exactly only up
+to a bound (10,000 rows by default), so that small results show their true count and a big table is
+never scanned. On other databases (SQLite) and for anything that is not a QuerySet it is Django's
+Paginator.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.utils.functional import cached_property
 
 logger = logging.getLogger(__name__)
 
-#: Above this many rows the planner's estimate is shown instead of an exact count.
+#: Counts up to this many rows are exact; above it the planner's estimate is shown.
 DEFAULT_ESTIMATE_THRESHOLD = 10_000
 
 
@@ -94,13 +95,17 @@ def planner_row_estimate(queryset: QuerySet) -> int | None:
 
 
 class EstimatedCountPaginator(Paginator):
-    """Paginator whose ``count`` is the planner's estimate on PostgreSQL when the result is large.
+    """Paginator whose ``count`` never reads more than ``estimate_threshold + 1`` rows on PostgreSQL.
 
-    * PostgreSQL, estimate >= ``estimate_threshold``: the estimate (one cheap catalog/EXPLAIN query).
-    * PostgreSQL, estimate below it: an exact count, but bounded to ``estimate_threshold + 1`` rows so a
-      stale estimate (table grew since the last ANALYZE) still reads at most that many rows; if the
-      bound is hit, the count is ``max(estimate, bound)``.
-    * SQLite and every non-QuerySet: Django's exact ``count``.
+    On PostgreSQL it always runs the same two cheap queries, whatever the table's size, so a page costs
+    the same number of queries with a thousand rows as with a million:
+
+    1. the planner's estimate (``pg_class.reltuples``, or ``EXPLAIN``'s row estimate when filtered);
+    2. a count bounded to ``estimate_threshold + 1`` rows (``COUNT(*)`` over a ``LIMIT`` subquery).
+
+    Below the bound the count is exact (even when statistics are stale); at the bound it is the
+    estimate (at least the bound), and ``count_is_estimate`` is set so the page can say "about".
+    On other databases (SQLite) and for anything that is not a QuerySet it is Django's exact count.
     """
 
     estimate_threshold: int = DEFAULT_ESTIMATE_THRESHOLD
@@ -115,19 +120,16 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        """The number of objects: exact when small or off PostgreSQL, else the planner's estimate."""
+        """The number of objects: exact up to ``estimate_threshold``, else the planner's estimate."""
         queryset = self.object_list
         if not isinstance(queryset, QuerySet):
             return super().count
         estimate = planner_row_estimate(queryset)
         if estimate is None:
             return super().count
-        if estimate >= self.estimate_threshold:
-            self.count_is_estimate = True
-            return estimate
         bound = self.estimate_threshold + 1
-        exact = queryset.order_by()[:bound].count()
-        if exact >= bound:
-            self.count_is_estimate = True
-            return max(estimate, exact)
-        return exact
+        seen = queryset.order_by()[:bound].count()
+        if seen < bound:
+            return seen
+        self.count_is_estimate = True
+        return max(estimate, bound)
