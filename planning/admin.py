@@ -37,8 +37,11 @@ COMPACT_TEXT = {models.TextField: {"widget": Textarea(attrs={"rows": 2, "cols": 
 
 
 def _with_story_count(features: QuerySet[Feature]) -> QuerySet[Feature]:
-    """Annotate ``num_stories`` with a correlated subquery: it runs for the shown page only, unlike a
-    ``GROUP BY`` over a join, and keeps the changelist at one query."""
+    """Annotate each feature's number of stories as ``num_stories``.
+
+    A correlated subquery runs for the shown page only, unlike a ``GROUP BY`` over a join, and keeps
+    the changelist at one query.
+    """
     per_feature = (
         Story.objects.filter(planning_feature=OuterRef("pk"))
         .order_by()
