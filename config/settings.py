@@ -155,6 +155,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 # Where `collectstatic` writes and whitenoise serves from with DEBUG off.
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# Whitenoise derives these from DEBUG when its middleware starts. Fixed here from the environment's
+# DEBUG, so development keeps its behaviour (files found by the finders, re-scanned on change) even
+# where a test runner turns DEBUG off at run time; production (DEBUG off) is whitenoise's default.
+WHITENOISE_AUTOREFRESH = DEBUG
+WHITENOISE_USE_FINDERS = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
