@@ -281,3 +281,67 @@ class TestProgramIncrementQueries:
                               end_date=dt.date(2026, 1, 1))
         with pytest.raises(ValidationError, match="end date must not be before the start date"):
             pi.full_clean()
+
+
+def _race(workers: int, action) -> list:
+    """Run ``action(n)`` in ``workers`` threads released together; return what each returned."""
+    barrier = threading.Barrier(workers)
+    outcomes: list = []
+    lock = threading.Lock()
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait()
+            outcome = action(n)
+            with lock:
+                outcomes.append(outcome)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_completing_and_failing_at_once_leaves_exactly_one_winner():
+    session = make_planning_session(status="processing")
+
+    def finish(n: int) -> str | None:
+        mine = PlanningSession.objects.get(pk=session.pk)
+        try:
+            if n % 2:
+                mine.mark_completed()
+                return "completed"
+            mine.mark_failed(f"worker {n}")
+            return "failed"
+        except ValidationError:
+            return None
+
+    winners = [o for o in _race(16, finish) if o is not None]
+    assert len(winners) == 1
+    row = PlanningSession.objects.get(pk=session.pk)
+    assert row.status == winners[0]
+    assert row.progress == (100 if winners[0] == "completed" else 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_progress_updates_end_at_the_highest_value():
+    session = make_planning_session(status="processing")
+    values = [(n * 37) % 101 for n in range(16)]
+
+    def report(n: int) -> bool:
+        try:
+            PlanningSession.objects.get(pk=session.pk).set_progress(values[n])
+            return True
+        except ValidationError:
+            return False
+
+    outcomes = _race(16, report)
+    assert len(outcomes) == 16 and any(outcomes)
+    assert PlanningSession.objects.get(pk=session.pk).progress == max(values)
