@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,18 @@ logger = logging.getLogger(__name__)
 RESULT_KEYS = ("name", "engine", "metric", "value", "baseline", "ratio", "unit", "note")
 
 
-def configure_django() -> None:
-    """Set up Django from the environment, with per-query logging off as in production."""
+def configure_django(db_options: dict[str, Any] | None = None) -> None:
+    """Set up Django from the environment, with per-query logging off as in production.
+
+    ``db_options`` are merged into ``DATABASES["default"]["OPTIONS"]`` before any connection exists:
+    how the runner tries a setting (e.g. psycopg's ``server_side_binding``) without editing config/.
+    """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
     from django.conf import settings
 
+    if db_options:
+        settings.DATABASES["default"].setdefault("OPTIONS", {}).update(db_options)
     django.setup()
     # With DEBUG on, every cursor is a CursorDebugWrapper that records each query's SQL and time:
     # work production never does, which would be charged to the ORM side of every ratio.
@@ -187,39 +194,101 @@ def field_fernet(model: Any, field_name: str) -> Any:
 # --- timing ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Median wall-clock and client-CPU seconds per call of one side."""
+
+    wall: float
+    cpu: float
+
+
+def median_sides(
+    sides: Sequence[Callable[[int], Any]],
+    *,
+    iterations: int,
+    warmup: int,
+    rounds: int = 10,
+) -> list[Timing]:
+    """Median wall-clock and process-CPU seconds per call of each callable in ``sides``.
+
+    Each callable gets a running index (to rotate over keys). Every round runs a slice of calls of
+    each side, in an order that rotates from round to round, so a burst of load from another process
+    lands on every side alike. The CPU figure is this process's CPU time only (not the database
+    server's): on a busy machine it is steadier than wall-clock time, and it is the ORM's own cost.
+    """
+    for i in range(warmup):
+        for fn in sides:
+            fn(i)
+    rounds = max(1, min(rounds, iterations))
+    per_round = max(1, iterations // rounds)
+    walls: list[list[int]] = [[] for _ in sides]
+    cpus: list[list[int]] = [[] for _ in sides]
+    clock, cpu_clock = time.perf_counter_ns, time.process_time_ns
+    index = warmup
+    for round_number in range(rounds):
+        gc.collect()
+        order = list(range(len(sides)))
+        shift = round_number % len(sides)
+        order = order[shift:] + order[:shift]
+        if round_number % 2:
+            order.reverse()
+        for side in order:
+            fn, side_walls, side_cpus = sides[side], walls[side], cpus[side]
+            for i in range(index, index + per_round):
+                cpu_start = cpu_clock()
+                start = clock()
+                fn(i)
+                side_walls.append(clock() - start)
+                side_cpus.append(cpu_clock() - cpu_start)
+        index += per_round
+    return [
+        Timing(statistics.median(w) / 1e9, statistics.median(c) / 1e9)
+        for w, c in zip(walls, cpus, strict=True)
+    ]
+
+
 def median_pair(
     api: Callable[[int], Any],
     raw: Callable[[int], Any],
     *,
     iterations: int,
     warmup: int,
-    rounds: int = 5,
+    rounds: int = 10,
 ) -> tuple[float, float]:
-    """Median seconds per call of ``api`` and of ``raw``, timed in alternating rounds.
+    """Median seconds per call of ``api`` and of ``raw`` (see :func:`median_sides`)."""
+    api_t, raw_t = median_sides([api, raw], iterations=iterations, warmup=warmup, rounds=rounds)
+    return api_t.wall, raw_t.wall
 
-    Each callable gets a running index (to rotate over keys). Rounds alternate which side goes
-    first, so a burst of load from another process lands on both sides.
+
+def swapped_connection(options: dict[str, Any]) -> Any:
+    """A second wrapper of the default database with ``options`` merged into its OPTIONS.
+
+    Installed as ``connections["default"]`` around a call (:func:`using_connection`), it lets one
+    process time the API under two settings in interleaved rounds.
     """
-    for i in range(warmup):
-        api(i)
-        raw(i)
-    per_round = max(1, iterations // rounds)
-    api_times: list[int] = []
-    raw_times: list[int] = []
-    clock = time.perf_counter_ns
-    index = warmup
-    for round_number in range(rounds):
-        gc.collect()
-        sides = [(api, api_times), (raw, raw_times)]
-        if round_number % 2:
-            sides.reverse()
-        for fn, times in sides:
-            for i in range(index, index + per_round):
-                start = clock()
-                fn(i)
-                times.append(clock() - start)
-        index += per_round
-    return statistics.median(api_times) / 1e9, statistics.median(raw_times) / 1e9
+    import copy
+
+    from django.db import connections
+    from django.db.utils import load_backend
+
+    settings_dict = copy.deepcopy(connections["default"].settings_dict)
+    settings_dict["OPTIONS"] = {**settings_dict.get("OPTIONS", {}), **options}
+    return load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, "default")
+
+
+def using_connection(wrapper: Any, fn: Callable[[int], Any]) -> Callable[[int], Any]:
+    """``fn`` run with ``wrapper`` as this thread's default connection."""
+    from django.db import connections
+
+    def call(i: int) -> Any:
+        previous = connections["default"]
+        connections["default"] = wrapper
+        try:
+            return fn(i)
+        finally:
+            connections["default"] = previous
+
+    return call
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -308,8 +377,15 @@ def main(
         metavar="KEY=VALUE",
         help="module-specific setting (repeatable)",
     )
+    parser.add_argument(
+        "--db-options",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="merged into DATABASES OPTIONS, e.g. '{\"server_side_binding\": true}'",
+    )
     args = parser.parse_args(argv)
-    configure_django()
+    configure_django(args.db_options)
     engine = engine_name()
     if args.engine and args.engine != engine:
         parser.error(f"--engine {args.engine} but DATABASE_URL points at {engine}")

@@ -31,7 +31,9 @@ from benchmarks.common import (
     field_fernet,
     main,
     make_result,
-    median_pair,
+    median_sides,
+    swapped_connection,
+    using_connection,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,8 +60,8 @@ FULL = Scale(
     conflict_pairs=200,
     history=30_000,
     history_pairs=300,
-    iterations=1000,
-    warmup=50,
+    iterations=500,
+    warmup=30,
 )
 QUICK = Scale(
     organizations=100,
@@ -437,6 +439,14 @@ def build_operations(keys: dict[str, list[Any]], raw: RawDB) -> list[Operation]:
     ]
 
 
+#: Database OPTIONS tried on PostgreSQL against the project's defaults, in the same process: each
+#: variant's API calls are interleaved with the default API calls (label -> OPTIONS).
+SETTINGS_VARIANTS: dict[str, dict[str, Any]] = {
+    "server_side_binding": {"server_side_binding": True},
+    "server_side_binding + prepare_threshold=5": {"server_side_binding": True, "prepare_threshold": 5},
+}
+
+
 def run(
     *,
     quick: bool = False,
@@ -444,25 +454,32 @@ def run(
     iterations: int | str | None = None,
     warmup: int | str | None = None,
     prefix: str = "bench",
+    variants: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Seed, time every hot path against its raw equivalent and return one result row per operation."""
+    """Seed, time every hot path against its raw equivalent and return one result row per operation.
+
+    On PostgreSQL (unless ``variants="none"``) it also times the API under each of
+    :data:`SETTINGS_VARIANTS`, interleaved with the same calls under the default settings, and adds a
+    row per operation and variant (group ``settings``): API with the setting ÷ API with the defaults.
+    """
     chosen = SCALES[scale or ("quick" if quick else "full")]
     iterations = int(iterations) if iterations is not None else chosen.iterations
     warmup = int(warmup) if warmup is not None else chosen.warmup
     engine = engine_name()
     keys = seed(chosen, prefix)
     raw = RawDB()
+    wrappers: dict[str, Any] = {}
+    if engine == "postgresql" and variants != "none":
+        wrappers = {label: swapped_connection(options) for label, options in SETTINGS_VARIANTS.items()}
     results = []
+    comparisons = []
     try:
         for operation in build_operations(keys, raw):
             try:
                 queries, _ = count_queries(lambda op=operation: op.api(0))
-                api_s, raw_s = median_pair(
-                    operation.api,
-                    operation.raw,
-                    iterations=iterations,
-                    warmup=warmup,
-                    rounds=min(5, iterations),
+                variant_calls = [using_connection(w, operation.api) for w in wrappers.values()]
+                api_t, raw_t, *variant_t = median_sides(
+                    [operation.api, operation.raw, *variant_calls], iterations=iterations, warmup=warmup
                 )
             except Exception as exc:
                 logger.exception("%s failed", operation.name)
@@ -473,16 +490,34 @@ def run(
                     operation.name,
                     engine=engine,
                     metric="median_us",
-                    value=api_s * 1e6,
-                    baseline=raw_s * 1e6,
+                    value=api_t.wall * 1e6,
+                    baseline=raw_t.wall * 1e6,
                     unit="µs/op",
-                    note=f"{queries} API statements vs {operation.raw_statements} raw; "
-                    f"median of {iterations} calls each",
+                    note=f"{queries} API statements vs {operation.raw_statements} raw; client CPU "
+                    f"{api_t.cpu * 1e6:.0f} vs {raw_t.cpu * 1e6:.0f} µs; median of {iterations} calls each",
                 )
             )
+            for label, timing in zip(wrappers, variant_t, strict=True):
+                comparisons.append(
+                    {
+                        **make_result(
+                            f"{operation.name} — {label}",
+                            engine=engine,
+                            metric="median_us",
+                            value=timing.wall * 1e6,
+                            baseline=api_t.wall * 1e6,
+                            unit="µs/op",
+                            note=f"API with the setting vs with the defaults, interleaved; client CPU "
+                            f"{timing.cpu * 1e6:.0f} vs {api_t.cpu * 1e6:.0f} µs",
+                        ),
+                        "group": "settings",
+                    }
+                )
     finally:
         raw.close()
-    return results
+        for wrapper in wrappers.values():
+            wrapper.close()
+    return results + comparisons
 
 
 if __name__ == "__main__":
