@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import runpy
 import signal
 import socket
 import subprocess
@@ -105,6 +106,19 @@ def production(tmp_path_factory) -> Iterator[dict]:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=10)
+
+
+def test_gunicorn_config_reads_no_environment_and_redacts_every_handler():
+    source = (ROOT / "config" / "gunicorn.conf.py").read_text()
+    assert "import os" not in source and "os.environ" not in source and "getenv" not in source
+    conf = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    assert conf["wsgi_app"] == "config.wsgi:application"
+    logging_config = conf["logconfig_dict"]
+    assert logging_config["filters"]["redact_secrets"] == {"()": "config.logging.RedactingFilter"}
+    assert all("redact_secrets" in h["filters"] for h in logging_config["handlers"].values())
+    # Gunicorn's loggers have no handler of their own: in a worker, Django's root handler takes them.
+    for name in ("gunicorn.error", "gunicorn.access"):
+        assert logging_config["loggers"][name] == {"handlers": [], "propagate": True}
 
 
 def test_admin_login_page_is_served_with_debug_off(production):

@@ -89,6 +89,21 @@ def test_conflict_panel_counts_unresolved_per_pair_most_first(admin_client):
 
 
 @pytest.mark.django_db
+def test_conflicts_without_a_pair_are_listed_and_linked(admin_client):
+    make_conflict()  # stored without page and team, like the old system's conflicts
+    _conflicts("163841", "team-eng", 1)
+    pairs = build_dashboard(User.objects.get(username="admin")).conflicts.pairs
+    assert [(p.confluence_page_id, p.linear_team_id, p.count) for p in pairs] == [
+        ("", "", 1),
+        ("163841", "team-eng", 1),
+    ]
+    panel = _panel(admin_client.get(INDEX).content.decode(), "console-conflicts")
+    assert "(no page)</a>" in panel and "(no team)</td>" in panel
+    shown = admin_client.get(pairs[0].url).context["cl"].result_list
+    assert [(c.confluence_page_id, c.linear_team_id) for c in shown] == [("", "")]
+
+
+@pytest.mark.django_db
 def test_conflict_link_opens_the_filtered_unresolved_list(admin_client):
     _conflicts("163841", "team-eng", 3, resolved=2)
     _conflicts("163841", "team-data", 1)
