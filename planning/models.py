@@ -68,7 +68,8 @@ class TimestampedModel(models.Model):
         if not self._state.adding:
             self.updated_at = timezone.now()
             update_fields = kwargs.get("update_fields")
-            if update_fields is not None and "updated_at" not in update_fields:
+            # An empty update_fields means "save nothing" to Django: keep it that way.
+            if update_fields and "updated_at" not in update_fields:
                 kwargs["update_fields"] = [*update_fields, "updated_at"]
         super().save(*args, **kwargs)
 

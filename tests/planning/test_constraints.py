@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from planning.models import (
     Enabler,
@@ -181,3 +182,15 @@ def test_deleting_a_pi_keeps_its_sessions():
     pi.delete()
     session.refresh_from_db()
     assert session.program_increment_id is None
+
+
+def test_save_bumps_updated_at_even_with_update_fields_and_keeps_explicit_times_on_insert():
+    then = timezone.now() - dt.timedelta(days=400)
+    feature = make_feature(created_at=then, updated_at=then)
+    assert Feature.objects.values_list("created_at", "updated_at").get(pk=feature.pk) == (then, then)
+    feature.title = "Renamed"
+    feature.save(update_fields=["title"])
+    created_at, updated_at = Feature.objects.values_list("created_at", "updated_at").get(pk=feature.pk)
+    assert created_at == then and updated_at > then
+    feature.save(update_fields=[])  # Django's "save nothing" stays a no-op
+    assert Feature.objects.values_list("updated_at", flat=True).get(pk=feature.pk) == updated_at
