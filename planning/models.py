@@ -309,8 +309,10 @@ class PlanningSessionManager(models.Manager["PlanningSession"]):
         try:
             URLValidator(schemes=["http", "https"])(url)
         except ValidationError:
+            # The value is not echoed: a pasted URL may carry a token in its query string.
             raise ValidationError(
-                f"confluence_page_url must be an http(s) URL (got {url[:100]!r}).", code="invalid"
+                "confluence_page_url must be an http(s) URL such as https://<site>/wiki/spaces/...",
+                code="invalid",
             ) from None
         values: dict[str, Any] = {
             "confluence_page_url": url,

@@ -345,3 +345,13 @@ def test_racing_progress_updates_end_at_the_highest_value():
     outcomes = _race(16, report)
     assert len(outcomes) == 16 and any(outcomes)
     assert PlanningSession.objects.get(pk=session.pk).progress == max(values)
+
+
+@pytest.mark.django_db
+def test_a_refused_page_url_is_not_echoed_in_the_error():
+    with pytest.raises(ValidationError) as excinfo:
+        PlanningSession.objects.start(
+            "org-1", confluence_page_url="javascript:alert(1)?access_token=s3cr3t", planning_title="x"
+        )
+    assert "s3cr3t" not in str(excinfo.value)
+    assert "must be an http(s) URL" in str(excinfo.value)
