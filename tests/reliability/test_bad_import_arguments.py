@@ -1,0 +1,144 @@
+"""``manage.py import_legacy`` with bad arguments: a CommandError naming the problem, never a traceback of
+another kind, never the source password, and nothing imported.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from hypothesis import given
+
+from legacy.models import ImportedRow
+from tests.legacy.test_import import TARGET_MODELS
+from tests.reliability.legacy_fixtures import SOURCE_PASSWORD
+from tests.reliability.strategies import FUZZ, TEXT
+
+pytestmark = pytest.mark.django_db
+
+P = SOURCE_PASSWORD
+
+
+def legacy_bug(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=f"BUG legacy import_legacy: {reason}")
+
+
+URL_PARSE_BUG = legacy_bug(
+    "a malformed --source-url escapes as ValueError from urllib (redact_url) instead of a CommandError"
+)
+BAD_URLS = [
+    pytest.param("", id="empty"),
+    pytest.param("   ", id="blank"),
+    pytest.param("mysql://root:secret@localhost/db", id="mysql"),
+    pytest.param("not a url", id="not-a-url"),
+    pytest.param("postgres:/missing-slashes", id="missing-slashes"),
+    pytest.param(f"postgresql://postgres:{P}@[::1/db", id="unclosed-ipv6", marks=URL_PARSE_BUG),
+    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:abc/db", id="port-not-a-number", marks=URL_PARSE_BUG),
+    pytest.param(
+        f"postgresql://postgres:{P}@127.0.0.1:99999/db", id="port-out-of-range", marks=URL_PARSE_BUG
+    ),
+    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:1/db", id="nothing-listens"),
+    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:5432/db?sslmode=bogus", id="bad-option"),
+    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:5432/no_such_database_here", id="no-such-db"),
+    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:5432/db\x00", id="nul"),
+    pytest.param(
+        "postgresql://" + "h" * 5000 + "/db",
+        id="huge-host",
+        marks=legacy_bug(
+            "a host name over 63 characters escapes as UnicodeError (idna) instead of a CommandError"
+        ),
+    ),
+]
+
+
+def run(*args: str) -> tuple[bool, str, str]:
+    """``(ok, CommandError message or "", stdout)``."""
+    out = io.StringIO()
+    try:
+        call_command("import_legacy", *args, stdout=out, stderr=io.StringIO())
+    except CommandError as exc:
+        return False, str(exc), out.getvalue()
+    return True, "", out.getvalue()
+
+
+def nothing_imported() -> bool:
+    return all(not model._base_manager.exists() for model in TARGET_MODELS)
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_bad_source_url_is_a_command_error_without_the_password(url):
+    ok, message, out = run(f"--source-url={url}")
+    assert not ok
+    assert message.strip()
+    assert P not in message and P not in out
+    assert nothing_imported()
+
+
+@FUZZ
+@given(url=TEXT.filter(lambda text: not text.startswith(("postgres://", "postgresql://"))))
+def test_any_source_url_text_is_a_command_error(url):
+    # Only text that is not a PostgreSQL URL: "postgresql://" + almost anything reaches a local server.
+    ok, message, _ = run(f"--source-url={url}")
+    assert not ok and message.strip()
+    assert not ImportedRow.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "sqlite_file",
+    [
+        pytest.param("/nonexistent/sync.db", id="missing"),
+        pytest.param("{tmp}", id="directory"),
+        pytest.param("{tmp}/not-sqlite.db", id="not-sqlite"),
+        pytest.param(
+            "bad\x00path.db",
+            id="nul",
+            marks=legacy_bug("a NUL in --sqlite-file escapes as ValueError (embedded null byte)"),
+        ),
+        pytest.param(
+            "x" * 5000,
+            id="huge",
+            marks=legacy_bug("an over-long --sqlite-file escapes as OSError (File name too long)"),
+        ),
+    ],
+)
+def test_bad_sqlite_file_is_a_command_error(sqlite_file, deployment, tmp_path):
+    (tmp_path / "not-sqlite.db").write_text("CREATE TABLE this is not a database file\n" * 100)
+    sqlite_file = sqlite_file.replace("{tmp}", str(tmp_path))
+    ok, message, _ = run(f"--source-url={deployment['url']}", f"--sqlite-file={sqlite_file}")
+    assert not ok and message.strip()
+    assert P not in message
+    assert nothing_imported()
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        "0",
+        "-1",
+        "abc",
+        "1e3",
+        "",
+        pytest.param(
+            "99999999999999999999999",
+            marks=legacy_bug(
+                "a --batch-size beyond PostgreSQL's bigint reaches FETCH FORWARD and fails with "
+                "psycopg.errors.SyntaxError instead of a CommandError"
+            ),
+        ),
+    ],
+)
+def test_bad_batch_size_is_a_command_error(size, deployment):
+    ok, message, _ = run(f"--source-url={deployment['url']}", f"--batch-size={size}")
+    assert not ok and "batch-size" in message
+    assert nothing_imported()
+
+
+def test_the_report_and_map_never_show_the_source_password(deployment):
+    ok, message, out = run(f"--source-url={deployment['url']}", f"--sqlite-file={deployment['sqlite_file']}")
+    assert ok, message
+    assert P not in out
+    assert ImportedRow.objects.exists()
+    dump = io.StringIO()
+    call_command("dumpdata", "legacy", stdout=dump)
+    assert P not in dump.getvalue()
