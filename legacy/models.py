@@ -18,24 +18,45 @@ class ImportAction(models.TextChoices):
     REPLACED = "replaced", "Replaced an existing row's values (newer than it)"
 
 
-class ImportedRowQuerySet(models.QuerySet["ImportedRow"]):
-    def for_table(self, source: str, old_table: str) -> ImportedRowQuerySet:
-        """Map entries of one old table of one source."""
-        return self.filter(source=source, old_table=old_table)
+class ImportSource(models.Model):
+    """One old database an import read: a PostgreSQL database or a SQLite sync file."""
 
-    def new_pks(self, source: str, old_table: str, old_ids: list[str]) -> dict[str, str]:
+    label = models.CharField(
+        max_length=255,
+        help_text="postgresql://host:port/db (no credentials), sqlite:///path, or the --source-name given.",
+    )
+    kind = models.CharField(max_length=16, help_text="postgresql or sqlite")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "import source"
+        constraints = [
+            models.UniqueConstraint(fields=["label"], name="legacy_importsource_label_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class ImportedRowQuerySet(models.QuerySet["ImportedRow"]):
+    def for_table(self, source_id: int, old_table: str) -> ImportedRowQuerySet:
+        """Map entries of one old table of one source."""
+        return self.filter(source_id=source_id, old_table=old_table)
+
+    def new_pks(self, source_id: int, old_table: str, old_ids: list[str]) -> dict[str, str]:
         """``{old id: new pk}`` of the given old ids that are mapped (as text)."""
         return dict(
-            self.for_table(source, old_table).filter(old_id__in=old_ids).values_list("old_id", "new_pk")
+            self.for_table(source_id, old_table).filter(old_id__in=old_ids).values_list("old_id", "new_pk")
         )
 
 
 class ImportedRow(models.Model):
     """One old row and the new row it became (or was merged into)."""
 
-    source = models.CharField(
-        max_length=255, help_text="The old database: postgresql://host:port/db or sqlite:///path."
-    )
+    # A foreign key rather than the label: the map has a row per old row, and its unique index
+    # stays narrow.
+    source = models.ForeignKey(ImportSource, on_delete=models.PROTECT, related_name="rows", db_index=False)
     old_table = models.CharField(max_length=64)
     old_id = models.CharField(max_length=255)
     model = models.CharField(max_length=100, help_text="The new model, as app_label.ModelName.")

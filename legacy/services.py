@@ -36,7 +36,7 @@ from accounts.models import ConfluenceToken, LinearToken, Organization
 from accounts.validation import MAX_IDENTIFIER_LENGTH
 from legacy import convert
 from legacy.convert import Invalid
-from legacy.models import ImportAction, ImportedRow
+from legacy.models import ImportAction, ImportedRow, ImportSource
 from legacy.sources import PostgresSource, SourceError, SqliteSource
 from planning.models import (
     Enabler,
@@ -58,7 +58,6 @@ SECRET_COLUMNS = frozenset({"access_token", "refresh_token"})
 
 #: Default rows per batch (one server-side fetch, one bulk insert).
 DEFAULT_BATCH_SIZE = 2000
-
 
 
 class LegacyImportError(Exception):
@@ -1041,26 +1040,36 @@ class _Writer:
             ]
         return self._plans[model]
 
-    def insert(self, model: type[models.Model], rows: list[dict[str, Any]]) -> list[Any]:
-        """Insert ``rows`` (attname → value) into ``model``'s table; return their primary keys."""
+    def insert(
+        self, model: type[models.Model], rows: list[dict[str, Any]], *, returning: bool = True
+    ) -> list[Any]:
+        """Insert ``rows`` (attname → value) into ``model``'s table; return their primary keys.
+
+        With ``returning=False`` rows without an id get theirs from the column default and the
+        result is empty (the import map's own rows: nobody points at them).
+        """
         if not rows:
             return []
         pk_name = model._meta.pk.attname
         if not self.postgres:
             objs = [model(**values) for values in rows]
             model._base_manager.bulk_create(objs, batch_size=self.batch_size)
-            return [obj.pk for obj in objs]
+            return [obj.pk for obj in objs] if returning else []
         table = model._meta.db_table
         with connection.cursor() as cursor:
             missing = [values for values in rows if values.get(pk_name) is None]
-            if missing:
+            if missing and not returning and len(missing) == len(rows):
+                plan = [step for step in self._plan(model) if step[0] != pk_name]
+            elif missing:
                 cursor.execute(
                     "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
                     [connection.ops.quote_name(table), model._meta.pk.column, len(missing)],
                 )
                 for values, (pk,) in zip(missing, cursor.fetchall(), strict=True):
                     values[pk_name] = pk
-            plan = self._plan(model)
+                plan = self._plan(model)
+            else:
+                plan = self._plan(model)
             defaults = {name: field.get_default() for name, field, _ in plan}
             columns = ", ".join(connection.ops.quote_name(field.column) for _, field, _ in plan)
             prep = connection
@@ -1076,7 +1085,7 @@ class _Writer:
                             for name, field, needs_prep in plan
                         ]
                     )
-        return [values[pk_name] for values in rows]
+        return [values[pk_name] for values in rows] if returning else []
 
 
 class _Importer:
@@ -1097,6 +1106,7 @@ class _Importer:
         self.fresh: set[tuple[str, str]] = set()
         self.rules: dict[type[models.Model], list[_Rule]] = {}
         self.started_at = _NOW()
+        self.source_ids: dict[str, int] = {}
 
     # Tables ---------------------------------------------------------------------------------------
 
@@ -1125,7 +1135,7 @@ class _Importer:
     def _table_state(self, source: Any, spec: _Spec) -> dict[str, Any]:
         model = spec.model
         key = (source.label, spec.table)
-        prior = ImportedRow.objects.for_table(*key).exists()
+        prior = ImportedRow.objects.for_table(self.source_pk(source), spec.table).exists()
         if not prior:
             self.fresh.add(key)
         state: dict[str, Any] = {
@@ -1151,7 +1161,7 @@ class _Importer:
         label = source.label
         if state["prior"]:
             done = set(
-                ImportedRow.objects.for_table(label, spec.table)
+                ImportedRow.objects.for_table(self.source_ids[label], spec.table)
                 .filter(old_id__in=[spec.id_of(r) for r in rows])
                 .values_list("old_id", flat=True)
             )
@@ -1210,11 +1220,19 @@ class _Importer:
         for cand in inserts:
             if cand.id_changed:
                 moved[cand.old_id] = cand.obj
-        self.writer.insert(ImportedRow, entries)
+        self.writer.insert(ImportedRow, entries, returning=False)
         stats.imported += len(inserts)
         stats.merged += len(merges) + len(replaces)
 
     # Steps ---------------------------------------------------------------------------------------
+
+    def source_pk(self, source: PostgresSource | SqliteSource) -> int:
+        """The import map's row for this old database, created on its first import."""
+        if source.label not in self.source_ids:
+            row, _ = ImportSource.objects.get_or_create(label=source.label, defaults={"kind": source.kind})
+            ImportSource.objects.filter(pk=row.pk).update(last_run_at=self.started_at)
+            self.source_ids[source.label] = row.pk
+        return self.source_ids[source.label]
 
     def _parent_resolver(
         self, label: str, spec: _Spec, rows: list[dict[str, Any]]
@@ -1230,7 +1248,9 @@ class _Importer:
                 return moved.get(old, old)
         else:
             ids = [str(r[column]) for r in rows if r[column] is not None]
-            found: dict[str, Any] = ImportedRow.objects.new_pks(label, spec.parent_table, ids)
+            found: dict[str, Any] = ImportedRow.objects.new_pks(
+                self.source_ids[label], spec.parent_table, ids
+            )
             found.update((old, new) for old, new in moved.items() if new is _SKIPPED)
             lookup = found.get
 
@@ -1376,7 +1396,7 @@ class _Importer:
             # The merged row's own values, so that nothing is lost (never its tokens).
             data = {**data, **{k: v for k, v in cand.values.items() if k not in SECRET_COLUMNS and k != "id"}}
         return {
-            "source": label,
+            "source_id": self.source_ids[label],
             "old_table": spec.table,
             "old_id": cand.old_id,
             "model": spec.model._meta.label,
@@ -1401,7 +1421,7 @@ class _Importer:
             for values in conflicts
             if values["is_resolved"]
         ]
-        self.writer.insert(ConflictResolution, entries)
+        self.writer.insert(ConflictResolution, entries, returning=False)
 
     def reset_sequences(self, model_classes: list[type[models.Model]]) -> None:
         """Move PostgreSQL sequences past the ids written explicitly (SQLite's AUTOINCREMENT does it)."""

@@ -16,7 +16,7 @@ from django.db import connection
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from legacy import services
 from legacy.convert import EPOCH
-from legacy.models import ImportAction, ImportedRow
+from legacy.models import ImportAction, ImportedRow, ImportSource
 from legacy.old_deployment import apply_old_migrations, insert_rows
 from legacy.services import LegacyImportError, import_legacy
 from legacy.sources import PostgresSource
@@ -71,6 +71,7 @@ TARGET_MODELS = [
     ConflictResolution,
     SyncHistory,
     ImportedRow,
+    ImportSource,
 ]
 
 
@@ -604,7 +605,7 @@ def test_duplicates_are_merged_children_re_parented_and_listed(second_shape):
     # The merged duplicate's own values are kept in the map: nothing is lost.
     assert merged.data["title"] == "Login (again)"
     replaced = ImportedRow.objects.get(
-        source__startswith="sqlite", old_table="conflicts", old_id="conflict-ISSUE-C"
+        source__label__startswith="sqlite", old_table="conflicts", old_id="conflict-ISSUE-C"
     )
     assert replaced.action == ImportAction.REPLACED
 
