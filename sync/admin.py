@@ -29,6 +29,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
@@ -459,6 +460,7 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
             ),
             "reopen_url": reverse(f"{self.admin_site.name}:sync_conflict_reopen", args=[quote(conflict.pk)]),
             "changelist_url": self._changelist_url(request),
+            "change_url": reverse(f"{self.admin_site.name}:sync_conflict_change", args=[quote(conflict.pk)]),
             "preserved_filters": self.get_preserved_filters(request),
             "is_popup": False,
             "to_field": None,
@@ -729,8 +731,10 @@ class SyncStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def unresolved_conflicts(self, state: SyncState) -> str:
         """The pair's unresolved conflict count, linked to those conflicts."""
         url = reverse("admin:sync_conflict_changelist")
-        query = f"?confluence_page_id={state.confluence_page_id}&linear_team_id={state.linear_team_id}"
-        return format_html('<a href="{}{}">{}</a>', url, query, state.conflict_count)
+        query = urlencode(
+            {"confluence_page_id": state.confluence_page_id, "linear_team_id": state.linear_team_id}
+        )
+        return format_html('<a href="{}?{}">{}</a>', url, query, state.conflict_count)
 
 
 # --- SyncHistory ---------------------------------------------------------------------------------

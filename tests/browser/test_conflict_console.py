@@ -6,6 +6,7 @@ changelist next to the test's temporary files.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,14 @@ def _wait_for(browser, selector: str):
     )
 
 
+def _log_in(browser, live_server, username: str) -> None:
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/sync/conflict/")
+    _by_css(browser, "#id_username").send_keys(username)
+    _by_css(browser, "#id_password").send_keys(PASSWORD)
+    _by_css(browser, "#login-form [type=submit]").click()
+    _wait_for(browser, "#result_list")
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_review_keep_linear_and_find_it_resolved(browser, live_server, tmp_path: Path) -> None:
@@ -87,11 +96,7 @@ def test_review_keep_linear_and_find_it_resolved(browser, live_server, tmp_path:
         )
 
     # Log in; the admin sends us on to the conflict list.
-    browser.get(f"{live_server.url}/admin/login/?next=/admin/sync/conflict/")
-    _by_css(browser, "#id_username").send_keys("dana")
-    _by_css(browser, "#id_password").send_keys(PASSWORD)
-    _by_css(browser, "#login-form [type=submit]").click()
-    _wait_for(browser, "#result_list")
+    _log_in(browser, live_server, "dana")
     rows = _all_css(browser, "#result_list tbody tr")
     assert len(rows) == 5
     assert "Unresolved" in _by_css(browser, "#changelist-filter").text
@@ -148,3 +153,70 @@ def test_review_keep_linear_and_find_it_resolved(browser, live_server, tmp_path:
         ("resolved", user.pk)
     ]
     assert Conflict.objects.filter(is_resolved=False).count() == 4
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_bulk_resolve_with_confirmation_and_manual_json_errors(browser, live_server, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    get_user_model().objects.create_superuser(username="dana", email="dana@example.com", password=PASSWORD)
+    for number in (1, 2, 3):
+        make_conflict(id=f"conflict-ENG-{number}", item_id=f"ENG-{number}")
+    _log_in(browser, live_server, "dana")
+
+    # Bulk: tick two conflicts, pick the action, confirm on the intermediate page.
+    for conflict_id in ("conflict-ENG-1", "conflict-ENG-2"):
+        _by_css(browser, f'input.action-select[value="{conflict_id}"]').click()
+    Select(_by_css(browser, 'select[name="action"]')).select_by_value("resolve_keeping_confluence")
+    _by_css(browser, 'button[name="index"]').click()
+    _wait_for(browser, "#will-resolve")
+    listed = [item.get_attribute("data-conflict-id") for item in _all_css(browser, "#will-resolve > li")]
+    assert listed == ["conflict-ENG-2", "conflict-ENG-1"]
+    browser.save_screenshot(str(tmp_path / "bulk-confirmation.png"))
+    _by_css(browser, "#confirm-resolve").click()
+    _wait_for(browser, "#result_list")
+    assert "Resolved 2 conflicts (Keep Confluence)." in _by_css(browser, ".messagelist").text
+    assert [link.text for link in _all_css(browser, "#result_list tbody th a")] == ["conflict-ENG-3"]
+
+    # Manual: a JSON array is refused with the error on the page, and nothing is written.
+    browser.find_element("link text", "conflict-ENG-3").click()
+    _wait_for(browser, "#manual-resolution")
+    _by_css(browser, "#manual-resolution > summary").click()
+    editor = _by_css(browser, "#id_resolved_change")
+    editor.clear()
+    editor.send_keys("[1, 2]")
+    _by_css(browser, "#resolve-manually").click()
+    _wait_for(browser, "#manual-errors")
+    assert "must be a JSON object" in _by_css(browser, "#manual-errors").text
+    assert not Conflict.objects.get(pk="conflict-ENG-3").is_resolved
+    browser.save_screenshot(str(tmp_path / "manual-error.png"))
+
+    # A valid edit resolves it as manual.
+    conflict = Conflict.objects.get(pk="conflict-ENG-3")
+    merged = {**conflict.linear_change, "itemData": {"title": "Merged title", "estimate": 3}}
+    browser.execute_script(
+        "arguments[0].value = arguments[1];", _by_css(browser, "#id_resolved_change"), json.dumps(merged)
+    )
+    _by_css(browser, "#resolve-manually").click()
+    _wait_for(browser, ".messagelist")  # back on the (now empty) list of unresolved conflicts
+    assert "conflict-ENG-3 resolved: Manual (operator-written)." in _by_css(browser, ".messagelist").text
+    conflict.refresh_from_db()
+    assert (conflict.resolution_strategy, conflict.resolved_change["itemData"]["title"]) == (
+        "manual",
+        "Merged title",
+    )
+
+    # The resolved conflict is read-only, says who and how, and offers Reopen.
+    browser.get(f"{live_server.url}/admin/sync/conflict/conflict-ENG-3/change/")
+    _wait_for(browser, "#resolution-summary")
+    assert "Resolved — Manual (operator-written) by dana" in _by_css(browser, "#resolution-summary").text
+    assert _all_css(browser, "#keep-linear") == []
+    browser.save_screenshot(str(tmp_path / "resolved.png"))
+    _by_css(browser, "#reopen-button").click()
+    _wait_for(browser, "#keep-linear")
+    assert "reopened" in _by_css(browser, ".messagelist").text
+    assert [row.get_attribute("data-action") for row in _all_css(browser, "#resolution-log tbody tr")] == [
+        "resolved",
+        "reopened",
+    ]

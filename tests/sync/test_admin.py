@@ -258,6 +258,8 @@ def test_manual_resolution_with_bad_input_shows_the_error_and_writes_nothing(su_
     assertContains(response, '<details class="cc-manual" id="manual-resolution" open>')
     # The operator's text comes back in the editor, to be fixed rather than retyped.
     assert response.context["manual_form"]["resolved_change"].value() == text
+    # The page was rendered by the POST to resolve/: its links still lead to the review page.
+    assertContains(response, f'href="{change_url(conflict.pk)}?prefill=confluence#manual-resolution"')
     assert Conflict.objects.filter(pk=conflict.pk).values().get() == before
     assert ConflictResolution.objects.count() == 0
     assert messages_of(response) == []
