@@ -1102,8 +1102,6 @@ class _Importer:
         self.moved: dict[tuple[str, str], dict[str, Any]] = {}
         #: Per (source, old table): old ids merged into another row in this run.
         self.merged_ids: dict[tuple[str, str], set[str]] = {}
-        #: (source, old table) pairs imported in this run with no map entries from an earlier run.
-        self.fresh: set[tuple[str, str]] = set()
         self.rules: dict[type[models.Model], list[_Rule]] = {}
         self.started_at = _NOW()
         self.source_ids: dict[str, int] = {}
@@ -1134,10 +1132,7 @@ class _Importer:
 
     def _table_state(self, source: Any, spec: _Spec) -> dict[str, Any]:
         model = spec.model
-        key = (source.label, spec.table)
         prior = ImportedRow.objects.for_table(self.source_pk(source), spec.table).exists()
-        if not prior:
-            self.fresh.add(key)
         state: dict[str, Any] = {
             "prior": prior,
             # An empty target table cannot hold a duplicate of a row streamed in key order, except
@@ -1238,21 +1233,15 @@ class _Importer:
         self, label: str, spec: _Spec, rows: list[dict[str, Any]]
     ) -> Callable[[dict[str, Any]], int]:
         """A function giving a row's new parent pk, or raising :class:`Invalid`."""
-        key = (label, spec.parent_table)
-        moved = self.moved.get(key, {})
+        # The import map knows every parent placed so far, in this run or an earlier one: one
+        # indexed query a batch, and a child of a parent the old database lacks (a schema without its
+        # foreign keys) is reported instead of failing at commit.
         column = spec.parent_column
-        if key in self.fresh:
-            # The parent table was first imported in this run and keeps its ids: a parent's new pk
-            # is its old id unless it moved (merged, renumbered, rejected). No query needed.
-            def lookup(old: str) -> Any:
-                return moved.get(old, old)
-        else:
-            ids = [str(r[column]) for r in rows if r[column] is not None]
-            found: dict[str, Any] = ImportedRow.objects.new_pks(
-                self.source_ids[label], spec.parent_table, ids
-            )
-            found.update((old, new) for old, new in moved.items() if new is _SKIPPED)
-            lookup = found.get
+        ids = [str(r[column]) for r in rows if r[column] is not None]
+        found: dict[str, Any] = ImportedRow.objects.new_pks(self.source_ids[label], spec.parent_table, ids)
+        rejected = self.moved.get((label, spec.parent_table), {})
+        found.update((old, new) for old, new in rejected.items() if new is _SKIPPED)
+        lookup = found.get
 
         def parent_of(row: dict[str, Any]) -> int:
             old = row[column]

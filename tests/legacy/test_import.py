@@ -811,6 +811,34 @@ def test_skip_invalid_imports_the_rest_and_lists_what_it_skipped(second_shape):
     assert not ImportedRow.objects.filter(old_id__in=["8", "13", "23", "conflict-BROKEN"]).exists()
 
 
+def test_a_child_whose_parent_is_missing_is_rejected_not_a_commit_error(old_db):
+    od.fill_second_shape(old_db.conn)
+    # A hand-made old schema without its foreign keys can hold orphans.
+    old_db.conn.execute(
+        "ALTER TABLE planning_features DROP CONSTRAINT planning_features_planning_session_id_fkey"
+    )
+    insert_rows(
+        old_db.conn,
+        "planning_features",
+        [
+            {
+                "id": 14,
+                "planning_session_id": 99,
+                "feature_id": "F-99",
+                "title": "Orphan",
+                "description": None,
+                "created_at": T0,
+                "updated_at": T0,
+            },
+        ],
+    )
+    report = import_legacy(source_url=old_db.url, skip_invalid=True)
+    assert [str(note) for note in report.rejected] == [
+        "planning_features 14: planning_session_id 99 is not a row of planning_sessions"
+    ]
+    assert Feature.objects.count() == 2
+
+
 # --- ids and sequences ------------------------------------------------------------------------------
 
 
