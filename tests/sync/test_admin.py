@@ -396,6 +396,13 @@ def test_changelist_shows_unresolved_by_default_with_resolved_and_all_one_click_
     assert _listed(su_client.get(CHANGELIST + "?status=all")) == ["done-1", "open-2", "open-1"]
 
 
+def test_changelist_says_when_nothing_is_left_to_review(su_client, operator):
+    make_conflict(id="done").resolve("linear", by=operator)
+    assertContains(su_client.get(CHANGELIST), "No unresolved conflicts: Linear and Confluence agree.")
+    assertContains(su_client.get(CHANGELIST + "?item_type=epic"), "No conflict matches these filters.")
+    assertNotContains(su_client.get(CHANGELIST + "?status=all"), 'id="no-conflicts"')
+
+
 def test_changelist_columns(su_client):
     make_pay_conflict()
     response = su_client.get(CHANGELIST)
