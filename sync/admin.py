@@ -22,6 +22,7 @@ from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connections
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KT
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -103,6 +104,34 @@ def diff_rows(conflict: Conflict) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def sorts_by_code_point(alias: str) -> bool:
+    """Whether the database orders text by code point (SQLite's BINARY, PostgreSQL's C collations)."""
+    connection = connections[alias]
+    if connection.vendor == "sqlite":
+        return True
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+        collation = cursor.fetchone()[0]
+    return collation in {"C", "POSIX"} or collation.upper().startswith("C.")
+
+
+def prefix_condition(field: str, prefix: str, alias: str) -> Q:
+    """``field`` starts with ``prefix``, written so that a B-tree index on ``field`` can answer it.
+
+    ``LIKE 'p%'`` uses a plain B-tree index only under the C collation (PostgreSQL) or with
+    case-sensitive LIKE (SQLite); the equivalent range ``p <= field < p'`` (``p'``: last character + 1)
+    uses it wherever text sorts by code point, and ``startswith`` keeps the result exact elsewhere.
+    """
+    condition = Q(**{f"{field}__startswith": prefix})
+    last = ord(prefix[-1])
+    if last < 0x10FFFF and sorts_by_code_point(alias):
+        upper = prefix[:-1] + chr(last + 1)
+        condition &= Q(**{f"{field}__gte": prefix, f"{field}__lt": upper})
+    return condition
 
 
 # --- list filters --------------------------------------------------------------------------------
@@ -319,7 +348,9 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
             return queryset, False
         if term.endswith("*") and term.rstrip("*"):
             prefix = term.rstrip("*")
-            condition = Q(pk__startswith=prefix) | Q(item_id__startswith=prefix)
+            condition = prefix_condition("pk", prefix, queryset.db) | prefix_condition(
+                "item_id", prefix, queryset.db
+            )
         else:
             ids = {term} if term.startswith("conflict-") else {term, f"conflict-{term}"}
             condition = Q(pk__in=sorted(ids)) | Q(item_id=term)

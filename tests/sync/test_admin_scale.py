@@ -181,3 +181,36 @@ def test_changelist_last_page_of_an_estimated_count_renders(su_client, monkeypat
     last = response.context["cl"].paginator.num_pages
     response, _ = _render(su_client, f"?status=all&p={last}")
     assert response.context["cl"].result_list
+
+
+@on_postgres
+@pytest.mark.parametrize("term", ["conflict-ISS-1234", "ISS-1234", "ISS-123*", "conflict-ISS-12*"])
+def test_search_uses_the_indexes_on_a_big_table(rf, term):
+    from django.contrib import admin
+
+    _fill(1, 20_000)
+    request = rf.get(CHANGELIST)
+    conflict_admin = ConflictAdmin(Conflict, admin.site)
+    queryset, _ = conflict_admin.get_search_results(request, Conflict.objects.all(), term)
+    plan = queryset.explain()
+    assert "Seq Scan" not in plan, plan
+    assert "Index" in plan
+    expected = {"conflict-ISS-1234": 1, "ISS-1234": 1, "ISS-123*": 111, "conflict-ISS-12*": 1111}[term]
+    assert queryset.count() == expected
+
+
+@pytest.mark.parametrize("term", ["conflict-ISS-12", "ISS-12", "ISS-1*"])
+def test_search_plan_uses_indexes_on_sqlite(rf, term):
+    if connection.vendor != "sqlite":
+        pytest.skip("the PostgreSQL plan is checked at scale above")
+    from django.contrib import admin
+
+    for n in range(1, 30):
+        make_conflict(id=f"conflict-ISS-{n}", item_id=f"ISS-{n}")
+    queryset, _ = ConflictAdmin(Conflict, admin.site).get_search_results(
+        rf.get(CHANGELIST), Conflict.objects.all(), term
+    )
+    plan = queryset.explain()
+    assert "SCAN sync_conflict" not in plan, plan
+    assert "INDEX" in plan
+    assert queryset.count() == {"conflict-ISS-12": 1, "ISS-12": 1, "ISS-1*": 11}[term]
