@@ -54,9 +54,12 @@ class ImportedRowQuerySet(models.QuerySet["ImportedRow"]):
 class ImportedRow(models.Model):
     """One old row and the new row it became (or was merged into)."""
 
-    # A foreign key rather than the label: the map has a row per old row, and its unique index
-    # stays narrow.
-    source = models.ForeignKey(ImportSource, on_delete=models.PROTECT, related_name="rows", db_index=False)
+    # A key rather than the label, so that the unique index of a table with a row per old row stays
+    # narrow. No database constraint: it would queue one deferred check per imported row, checked at
+    # commit, for a parent the import itself creates first; PROTECT still guards deletes in the ORM.
+    source = models.ForeignKey(
+        ImportSource, on_delete=models.PROTECT, related_name="rows", db_index=False, db_constraint=False
+    )
     old_table = models.CharField(max_length=64)
     old_id = models.CharField(max_length=255)
     model = models.CharField(max_length=100, help_text="The new model, as app_label.ModelName.")

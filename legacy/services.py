@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,7 +30,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.fields import SERIALIZED_PREFIX
@@ -1017,6 +1019,14 @@ _PLAIN_TYPES = frozenset(
 )
 
 
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _prep_save(field: models.Field, wrapper: Any, value: Any) -> Any:
+    return field.get_db_prep_save(value, wrapper)
+
+
 class _Writer:
     """Inserts prepared rows: COPY on PostgreSQL, ``bulk_create`` elsewhere.
 
@@ -1030,14 +1040,28 @@ class _Writer:
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
         self.postgres = connection.vendor == "postgresql"
-        self._plans: dict[type[models.Model], list[tuple[str, models.Field, bool]]] = {}
+        self._plans: dict[
+            type[models.Model], list[tuple[str, models.Field, Callable[[Any], Any] | None]]
+        ] = {}
 
-    def _plan(self, model: type[models.Model]) -> list[tuple[str, models.Field, bool]]:
+    def _plan(self, model: type[models.Model]) -> list[tuple[str, models.Field, Callable[[Any], Any] | None]]:
+        """Per column: attname, field, and how to turn a Python value into a COPY value (None: as is)."""
         if model not in self._plans:
-            self._plans[model] = [
-                (field.attname, field, field.get_internal_type() not in _PLAIN_TYPES)
-                for field in model._meta.concrete_fields
-            ]
+            # The real wrapper, not django.db.connection: that proxy costs a context-local lookup on
+            # every attribute access, which adds up at a few calls per value.
+            wrapper = connections[DEFAULT_DB_ALIAS]
+            plan = []
+            for field in model._meta.concrete_fields:
+                if field.get_internal_type() in _PLAIN_TYPES:
+                    prepare = None
+                elif isinstance(field, models.JSONField) and field.encoder is None:
+                    # COPY's text format takes JSON text for a jsonb column; json.dumps is what
+                    # Django's adapter would call, minus the wrappers.
+                    prepare = _json_text
+                else:
+                    prepare = functools.partial(_prep_save, field, wrapper)
+                plan.append((field.attname, field, prepare))
+            self._plans[model] = plan
         return self._plans[model]
 
     def insert(
@@ -1072,17 +1096,16 @@ class _Writer:
                 plan = self._plan(model)
             defaults = {name: field.get_default() for name, field, _ in plan}
             columns = ", ".join(connection.ops.quote_name(field.column) for _, field, _ in plan)
-            prep = connection
             with cursor.cursor.copy(
                 f"COPY {connection.ops.quote_name(table)} ({columns}) FROM STDIN"
             ) as copy:
                 for values in rows:
                     copy.write_row(
                         [
-                            field.get_db_prep_save(values.get(name, defaults[name]), prep)
-                            if needs_prep
-                            else values.get(name, defaults[name])
-                            for name, field, needs_prep in plan
+                            values.get(name, defaults[name])
+                            if prepare is None
+                            else prepare(values.get(name, defaults[name]))
+                            for name, _, prepare in plan
                         ]
                     )
         return [values[pk_name] for values in rows] if returning else []
