@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import sys
@@ -78,3 +79,17 @@ def test_every_public_method_is_documented(model):
     names = (_public_methods(type(model._default_manager)) | _public_methods(model)) - _NOT_API
     undocumented = sorted(name for name in names if not re.search(rf"\b{name}\(", doc))
     assert not undocumented, f"{model.__name__}: not in docs/api.md: {undocumented}"
+
+
+@pytest.mark.parametrize("module_name", ["accounts.services", "planning.services", "sync.services"])
+def test_every_public_service_function_is_documented(module_name):
+    module = importlib.import_module(module_name)
+    doc = DOC.read_text(encoding="utf-8")
+    functions = [
+        name
+        for name, value in vars(module).items()
+        if inspect.isfunction(value) and value.__module__ == module_name and not name.startswith("_")
+    ]
+    assert functions, module_name
+    undocumented = [name for name in functions if not re.search(rf"\b{name}\(", doc)]
+    assert not undocumented, f"{module_name}: not in docs/api.md: {undocumented}"
