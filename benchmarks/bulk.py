@@ -23,12 +23,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import statistics
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import RawDB, count_queries, engine_name, error_result, main, make_result, timed
+from benchmarks.common import (
+    RawDB,
+    Timing,
+    count_queries,
+    engine_name,
+    error_result,
+    main,
+    make_result,
+    median_timing,
+    timed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,20 +94,17 @@ def linear_issue(n: int, version: int = 0) -> dict[str, Any]:
     }
 
 
-def _median_seconds(calls: list[float]) -> float:
-    return statistics.median(calls)
-
-
-def _bulk_result(name: str, engine: str, rows: int, api_s: float, raw_s: float, note: str) -> dict[str, Any]:
+def _bulk_result(name: str, engine: str, rows: int, api: list[Timing], raw: list[Timing], note: str) -> dict:
+    api_t, raw_t = median_timing(api), median_timing(raw)
     return make_result(
         name,
         engine=engine,
         metric="rows_per_s",
-        value=rows / api_s,
-        baseline=rows / raw_s,
-        ratio=api_s / raw_s,
+        value=rows / api_t.wall,
+        baseline=rows / raw_t.wall,
+        ratio=api_t.wall / raw_t.wall,
         unit="rows/s",
-        note=note,
+        note=f"{note}; client CPU {api_t.cpu * 1000:.0f} vs {raw_t.cpu * 1000:.0f} ms per call",
     )
 
 
@@ -196,10 +202,10 @@ def bench_planning(
             planning_title=f"PI planning {n}",
         )
 
-    api_first: list[float] = []
-    api_second: list[float] = []
-    raw_first: list[float] = []
-    raw_second: list[float] = []
+    api_first: list[Timing] = []
+    api_second: list[Timing] = []
+    raw_first: list[Timing] = []
+    raw_second: list[Timing] = []
     queries_first = queries_second = 0
     # One warm-up of each side, then alternate; a new session for every call pair.
     for n in range(iterations + 1):
@@ -224,8 +230,8 @@ def bench_planning(
             "save_planning_result (new session)",
             engine,
             rows,
-            _median_seconds(api_first),
-            _median_seconds(raw_first),
+            api_first,
+            raw_first,
             f"{shape} = {rows} rows; {queries_first} API statements vs 5 raw "
             f"(3 bulk upserts); median of {iterations}",
         ),
@@ -233,8 +239,8 @@ def bench_planning(
             "save_planning_result (again, unchanged)",
             engine,
             rows,
-            _median_seconds(api_second),
-            _median_seconds(raw_second),
+            api_second,
+            raw_second,
             f"{queries_second} API statements vs 5 raw; median of {iterations}",
         ),
     ]
@@ -272,7 +278,7 @@ def bench_issue_cache(raw: RawDB, *, iterations: int, issues: int, prefix: str) 
 
     LinearIssueCache.objects.upsert_many(organization_id, batch("warm", 0)[:100])  # creates the organization
     upsert_raw(batch("warm-raw", 0)[:100])
-    timings: dict[str, list[float]] = {"api_new": [], "api_existing": [], "raw_new": [], "raw_existing": []}
+    timings: dict[str, list[Timing]] = {"api_new": [], "api_existing": [], "raw_new": [], "raw_existing": []}
     for n in range(iterations):
         api_batch, raw_batch = batch(f"api{n}", 0), batch(f"raw{n}", 0)
         api_changed, raw_changed = batch(f"api{n}", 1), batch(f"raw{n}", 1)
@@ -293,16 +299,16 @@ def bench_issue_cache(raw: RawDB, *, iterations: int, issues: int, prefix: str) 
             "LinearIssueCache.upsert_many (new issues)",
             engine,
             issues,
-            _median_seconds(timings["api_new"]),
-            _median_seconds(timings["raw_new"]),
+            timings["api_new"],
+            timings["raw_new"],
             f"{issues} issues; {queries} API statements vs 1 + 1 per 1,000 rows raw; median of {iterations}",
         ),
         _bulk_result(
             "LinearIssueCache.upsert_many (existing issues)",
             engine,
             issues,
-            _median_seconds(timings["api_existing"]),
-            _median_seconds(timings["raw_existing"]),
+            timings["api_existing"],
+            timings["raw_existing"],
             f"{issues} issues, new data; median of {iterations}",
         ),
     ]

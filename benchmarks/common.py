@@ -291,11 +291,17 @@ def using_connection(wrapper: Any, fn: Callable[[int], Any]) -> Callable[[int], 
     return call
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds one call of ``fn`` took, and what it returned."""
+def timed(fn: Callable[[], Any]) -> tuple[Timing, Any]:
+    """Wall-clock and process-CPU seconds one call of ``fn`` took, and what it returned."""
+    cpu_start = time.process_time()
     start = time.perf_counter()
     value = fn()
-    return time.perf_counter() - start, value
+    return Timing(time.perf_counter() - start, time.process_time() - cpu_start), value
+
+
+def median_timing(timings: Sequence[Timing]) -> Timing:
+    """The median wall-clock and the median CPU time of several calls."""
+    return Timing(statistics.median(t.wall for t in timings), statistics.median(t.cpu for t in timings))
 
 
 def count_queries(fn: Callable[[], Any]) -> tuple[int, Any]:
