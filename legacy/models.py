@@ -54,6 +54,9 @@ class ImportedRowQuerySet(models.QuerySet["ImportedRow"]):
 class ImportedRow(models.Model):
     """One old row and the new row it became (or was merged into)."""
 
+    # The natural key is the primary key: a table with a row per old row then maintains one index
+    # per insert, not two, and needs no sequence.
+    pk = models.CompositePrimaryKey("old_table", "old_id", "source")
     # A key rather than the label, so that the unique index of a table with a row per old row stays
     # narrow. No database constraint: it would queue one deferred check per imported row, checked at
     # commit, for a parent the import itself creates first; PROTECT still guards deletes in the ORM.
@@ -80,9 +83,6 @@ class ImportedRow(models.Model):
     class Meta:
         verbose_name = "imported row"
         constraints = [
-            models.UniqueConstraint(
-                fields=["source", "old_table", "old_id"], name="legacy_importedrow_source_table_id_uniq"
-            ),
             models.CheckConstraint(
                 condition=Q(action__in=ImportAction.values), name="legacy_importedrow_action_valid"
             ),
