@@ -183,6 +183,7 @@ def run(*, quick: bool = False) -> list[dict]:
         target_url = _server_url(connection.settings_dict["NAME"])
         raw_seconds = _raw_copy_seconds(source_url, target_url, list(counts))
 
+        load_before = os.getloadavg()[0]
         rusage_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
         cpu_started = time.process_time()
@@ -221,7 +222,8 @@ def run(*, quick: bool = False) -> list[dict]:
                 f"{TARGET_ROWS_PER_SECOND:,} rows/s target; import {import_seconds:.1f}s wall, "
                 f"{cpu_seconds:.1f}s CPU in this process, "
                 f"batch {BATCH_SIZE}; raw COPY {raw_seconds:.2f}s; generating the old deployment took "
-                f"{generate_seconds:.1f}s; max RSS {rusage_before // 1024}→{rusage_after // 1024} MiB"
+                f"{generate_seconds:.1f}s; max RSS {rusage_before // 1024}→{rusage_after // 1024} MiB; "
+                f"load average {load_before:.1f} on {os.cpu_count()} CPUs (client and server share them)"
             ),
         ),
         _result(

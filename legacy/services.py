@@ -80,6 +80,7 @@ class TableStats:
     source: str
     table: str
     model: str
+    kind: str = "postgresql"
     read: int = 0
     imported: int = 0
     merged: int = 0
@@ -126,11 +127,13 @@ class ImportReport:
     unplaced: list[str] = dataclasses.field(default_factory=list)
     committed: bool = False
 
-    def stats(self, source: str, table: str, model: type[models.Model]) -> TableStats:
+    def stats(
+        self, source: str, table: str, model: type[models.Model], kind: str = "postgresql"
+    ) -> TableStats:
         """The counters of one (source, old table), created on first use."""
         key = (source, table)
         if key not in self.tables:
-            self.tables[key] = TableStats(source, table, model._meta.label)
+            self.tables[key] = TableStats(source, table, model._meta.label, kind)
         return self.tables[key]
 
     def total(self, counter: str) -> int:
@@ -155,7 +158,7 @@ class ImportReport:
         )
         lines += ["", header, "-" * len(header)]
         for stats in self.tables.values():
-            name = stats.table if stats.source.startswith("postgresql") else f"{stats.table} (sqlite)"
+            name = stats.table if stats.kind == "postgresql" else f"{stats.table} ({stats.kind})"
             lines.append(
                 f"{name:<34} {stats.model:<26} {stats.read:>8} {stats.imported:>9} {stats.merged:>7} "
                 f"{stats.skipped:>8} {stats.already:>8}"
@@ -1020,7 +1023,11 @@ _PLAIN_TYPES = frozenset(
 
 
 def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    if value is None:
+        return None
+    if type(value) is dict and not value:
+        return "{}"  # most import map rows: no need to serialise
+    return json.dumps(value)
 
 
 def _prep_save(field: models.Field, wrapper: Any, value: Any) -> Any:
@@ -1133,7 +1140,7 @@ class _Importer:
 
     def import_table(self, source: PostgresSource | SqliteSource, spec: _Spec) -> TableStats:
         """Stream one old table into its model; returns its counters."""
-        stats = self.report.stats(source.label, spec.table, spec.model)
+        stats = self.report.stats(source.label, spec.table, spec.model, source.kind)
         missing = [c for c in spec.columns if c not in source.tables()[spec.table]]
         if missing:
             raise SourceError(f"Old table {spec.table} in {source.label} has no column {', '.join(missing)}.")

@@ -6,44 +6,107 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ImportSource',
+            name="ImportSource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(help_text='postgresql://host:port/db (no credentials), sqlite:///path, or the --source-name given.', max_length=255)),
-                ('kind', models.CharField(help_text='postgresql or sqlite', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_run_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        help_text="postgresql://host:port/db (no credentials), sqlite:///path, or the --source-name given.",
+                        max_length=255,
+                    ),
+                ),
+                ("kind", models.CharField(help_text="postgresql or sqlite", max_length=16)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_run_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'import source',
-                'constraints': [models.UniqueConstraint(fields=('label',), name='legacy_importsource_label_uniq')],
+                "verbose_name": "import source",
+                "constraints": [
+                    models.UniqueConstraint(fields=("label",), name="legacy_importsource_label_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ImportedRow',
+            name="ImportedRow",
             fields=[
-                ('pk', models.CompositePrimaryKey('old_table', 'old_id', 'source', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('old_table', models.CharField(max_length=64)),
-                ('old_id', models.CharField(max_length=255)),
-                ('model', models.CharField(help_text='The new model, as app_label.ModelName.', max_length=100)),
-                ('new_pk', models.CharField(max_length=255)),
-                ('action', models.CharField(choices=[('imported', 'Imported as a new row'), ('merged', 'Merged into an existing row (a duplicate, or older than it)'), ('replaced', "Replaced an existing row's values (newer than it)")], default='imported', max_length=16)),
-                ('id_changed', models.BooleanField(default=False, help_text='The old id was taken in the target, so the row got a new one.')),
-                ('data', models.JSONField(blank=True, default=dict, help_text='Old values that have no place in the new row (a merged duplicate, dropped columns).')),
-                ('imported_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('source', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='rows', to='legacy.importsource')),
+                (
+                    "pk",
+                    models.CompositePrimaryKey(
+                        "old_table",
+                        "old_id",
+                        "source",
+                        blank=True,
+                        editable=False,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("old_table", models.CharField(max_length=64)),
+                ("old_id", models.CharField(max_length=255)),
+                (
+                    "model",
+                    models.CharField(help_text="The new model, as app_label.ModelName.", max_length=100),
+                ),
+                ("new_pk", models.CharField(max_length=255)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("imported", "Imported as a new row"),
+                            ("merged", "Merged into an existing row (a duplicate, or older than it)"),
+                            ("replaced", "Replaced an existing row's values (newer than it)"),
+                        ],
+                        default="imported",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "id_changed",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The old id was taken in the target, so the row got a new one.",
+                    ),
+                ),
+                (
+                    "data",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Old values that have no place in the new row (a merged duplicate, dropped columns).",
+                    ),
+                ),
+                ("imported_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "source",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rows",
+                        to="legacy.importsource",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'imported row',
-                'constraints': [models.CheckConstraint(condition=models.Q(('action__in', ['imported', 'merged', 'replaced'])), name='legacy_importedrow_action_valid')],
+                "verbose_name": "imported row",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("action__in", ["imported", "merged", "replaced"])),
+                        name="legacy_importedrow_action_valid",
+                    )
+                ],
             },
         ),
     ]

@@ -1063,6 +1063,18 @@ def test_sqlite_file_alone_alongside_an_empty_postgres(old_db, sqlite_sync):
     assert report.total("imported") == 5
 
 
+def test_source_name_labels_the_map_and_a_second_run_under_it_imports_nothing(second_shape):
+    old_db, sqlite_path = second_shape
+    first = import_legacy(source_url=old_db.url, sqlite_file=str(sqlite_path), source_name="prod-old-db")
+    assert sorted(ImportSource.objects.values_list("label", "kind")) == [
+        ("prod-old-db", "postgresql"),
+        (f"sqlite://{sqlite_path.resolve()}", "sqlite"),
+    ]
+    assert "planning_stories " in first.as_text() and "conflicts (sqlite)" in first.as_text()
+    again = import_legacy(source_url=old_db.url, sqlite_file=str(sqlite_path), source_name="prod-old-db")
+    assert again.total("imported") == 0
+
+
 # --- the source is read-only; the command ----------------------------------------------------------
 
 
