@@ -7,7 +7,7 @@ Three panels, each shown only to users who may view its model:
 * Linear and Confluence tokens expired or expiring within 24 hours, linking to the filtered token lists.
 
 Every number is a grouped aggregate or a ``LIMIT``-ed, indexed query, so the page costs a fixed number
-of queries (nine with every panel) however many rows the tables hold. No token is ever loaded: token
+of queries (eleven with every panel) however many rows the tables hold. No token is ever loaded: token
 rows are read with ``values()`` on their non-secret columns.
 """
 
@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus
 from planning.models import PlanningSession
-from sync.models import Conflict
+from sync.models import Conflict, SyncState
 
 #: Rows per list on the dashboard.
 PAIR_LIMIT = 10
@@ -145,30 +145,46 @@ def _view_perm(model: type) -> str:
 
 
 def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
-    """Unresolved conflicts per (page, team), most first: two queries."""
-    unresolved = Conflict.objects.filter(is_resolved=False)
-    grouped = list(
-        unresolved.values("confluence_page_id", "linear_team_id")
+    """Unresolved conflicts per (page, team), most first, and their total: four small queries.
+
+    Complete pairs come from ``SyncState.conflict_count``, which every conflict write (the model
+    methods, bulk resolution, the legacy import) recounts in its own transaction: reading it costs one
+    row per pair, where grouping the conflicts themselves reads every unresolved conflict (0.34 s for
+    200,000 on PostgreSQL). Conflicts without a page or a team have no state row; they are grouped
+    directly — the page/team indexes find them, and they are the old system's few.
+    """
+    top_pairs = list(
+        SyncState.objects.filter(conflict_count__gt=0)
+        .order_by("-conflict_count", "confluence_page_id", "linear_team_id")
+        .values_list("confluence_page_id", "linear_team_id", "conflict_count")[: limit + 1]
+    )
+    incomplete_qs = Conflict.objects.filter(is_resolved=False).filter(
+        Q(confluence_page_id="") | Q(linear_team_id="")
+    )
+    incomplete = list(
+        incomplete_qs.values_list("confluence_page_id", "linear_team_id")
         .annotate(count=Count("pk"))
         .order_by("-count", "confluence_page_id", "linear_team_id")[: limit + 1]
     )
+    grouped = sorted(top_pairs + incomplete, key=lambda row: (-row[2], row[0], row[1]))
     pairs = [
         PairRow(
-            confluence_page_id=row["confluence_page_id"],
-            linear_team_id=row["linear_team_id"],
-            count=row["count"],
+            confluence_page_id=page,
+            linear_team_id=team,
+            count=count,
             # The conflict changelist's page and team filters; its status filter shows unresolved ones
             # by default.
-            url=_changelist(
-                Conflict,
-                confluence_page_id=row["confluence_page_id"],
-                linear_team_id=row["linear_team_id"],
-            ),
+            url=_changelist(Conflict, confluence_page_id=page, linear_team_id=team),
         )
-        for row in grouped[:limit]
+        for page, team, count in grouped[:limit]
     ]
     return ConflictPanel(
-        total=unresolved.count(), pairs=pairs, more=len(grouped) > limit, url=_changelist(Conflict)
+        # Summed from the per-pair counters too: counting the unresolved conflicts themselves reads
+        # every one of them (0.1 s for 200,000 even as an index-only scan).
+        total=(SyncState.objects.aggregate(n=Sum("conflict_count"))["n"] or 0) + incomplete_qs.count(),
+        pairs=pairs,
+        more=len(grouped) > limit,
+        url=_changelist(Conflict),
     )
 
 
