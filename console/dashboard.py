@@ -6,9 +6,10 @@ Three panels, each shown only to users who may view its model:
 * planning sessions processing and failed, linking to the filtered session lists;
 * Linear and Confluence tokens expired or expiring within 24 hours, linking to the filtered token lists.
 
-Every number is a grouped aggregate or a ``LIMIT``-ed, indexed query, so the page costs a fixed number
-of queries (eleven with every panel) however many rows the tables hold. No token is ever loaded: token
-rows are read with ``values()`` on their non-secret columns.
+Every number comes from a maintained counter (``SyncState.conflict_count``), a grouped aggregate or a
+``LIMIT``-ed, indexed query, so the page costs a fixed number of queries (eleven with every panel)
+however many rows the tables hold. No token is ever loaded: token rows are read with ``values()`` on
+their non-secret columns.
 """
 
 from __future__ import annotations
