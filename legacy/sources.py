@@ -113,7 +113,8 @@ class PostgresSource:
     ) -> Iterator[list[dict[str, Any]]]:
         """Run ``query`` through a server-side cursor and yield its rows, ``batch_size`` dicts at a time."""
         self._cursors += 1
-        with self.conn.cursor(name=f"legacy_import_{self._cursors}") as cur:
+        # Binary results: the server formats no text and the driver parses none.
+        with self.conn.cursor(name=f"legacy_import_{self._cursors}", binary=True) as cur:
             cur.itersize = max(self.itersize, batch_size)
             cur.execute(query, params or None)
             names: list[str] | None = None
