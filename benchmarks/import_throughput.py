@@ -137,12 +137,12 @@ def _clear_target() -> None:
 
     from accounts.models import Organization
     from legacy.models import ImportedRow, ImportSource
-    from legacy.services import _TARGET_MODELS
+    from legacy.services import TARGET_MODELS
     from sync.models import ConflictResolution
 
     tables = [
         m._meta.db_table
-        for m in [*_TARGET_MODELS, ImportedRow, ImportSource, ConflictResolution, Organization]
+        for m in [*TARGET_MODELS, ImportedRow, ImportSource, ConflictResolution, Organization]
     ]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
