@@ -65,6 +65,8 @@ SECRET_COLUMNS = frozenset({"access_token", "refresh_token"})
 
 #: Default rows per batch (one server-side fetch, one bulk insert).
 DEFAULT_BATCH_SIZE = 2000
+#: Largest batch accepted: memory grows with the batch (about 5 KiB a conflict row).
+MAX_BATCH_SIZE = 100_000
 
 
 class LegacyImportError(Exception):
@@ -269,6 +271,10 @@ def _prep_save(field: models.Field, wrapper: Any, value: Any) -> Any:
     return field.get_db_prep_save(value, wrapper)
 
 
+#: Models whose new rows nobody points at: the writer skips fetching their ids.
+_UNREFERENCED = frozenset({ImportedRow, ConflictResolution})
+
+
 class _Writer:
     """Inserts prepared rows: binary COPY on PostgreSQL, ``bulk_create`` elsewhere.
 
@@ -311,14 +317,13 @@ class _Writer:
             self._plans[model] = plan
         return self._plans[model]
 
-    def insert(
-        self, model: type[models.Model], rows: list[dict[str, Any]], *, returning: bool = True
-    ) -> list[Any]:
+    def insert(self, model: type[models.Model], rows: list[dict[str, Any]]) -> list[Any]:
         """Insert ``rows`` (attname → value) into ``model``'s table; return their primary keys.
 
-        With ``returning=False`` rows without an id get theirs from the column default and the
-        result is empty (the import map's own rows: nobody points at them).
+        Rows of the import map and of the conflict resolution log (nothing points at them) take their
+        ids from the column default, and the result is empty.
         """
+        returning = model not in _UNREFERENCED
         if not rows:
             return []
         pk_name = model._meta.pk.attname
@@ -392,10 +397,14 @@ class _Importer:
             batches = source.stream_table(
                 spec.table, spec.columns, order_by=spec.order_by, batch_size=self.batch_size
             )
-        for rows in batches:
-            self.import_batch(source, spec, rows, stats, state)
-            if self.progress is not None:
-                self.progress(stats)
+        try:
+            for rows in batches:
+                self.import_batch(source, spec, rows, stats, state)
+                if self.progress is not None:
+                    self.progress(stats)
+        finally:
+            # Close the cursor now, while the source is still open, also when a batch failed.
+            batches.close()
         if spec.keep_id:
             self.reset_sequences([spec.model])
         return stats
@@ -485,7 +494,7 @@ class _Importer:
         for cand in inserts:
             if cand.id_changed:
                 moved[cand.old_id] = cand.obj
-        self.writer.insert(ImportedRow, entries, returning=False)
+        self.writer.insert(ImportedRow, entries)
         stats.imported += len(inserts)
         stats.merged += len(merges) + len(replaces)
 
@@ -680,7 +689,7 @@ class _Importer:
             for values in conflicts
             if values["is_resolved"]
         ]
-        self.writer.insert(ConflictResolution, entries, returning=False)
+        self.writer.insert(ConflictResolution, entries)
 
     def reset_sequences(self, model_classes: list[type[models.Model]]) -> None:
         """Move PostgreSQL sequences past the ids written explicitly (SQLite's AUTOINCREMENT does it)."""
@@ -769,8 +778,10 @@ def import_legacy(
     ``source_name`` overrides the label the import map files rows under (default: the URL without
     credentials), for an old database that moved host between two runs.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError("batch_size must be a positive integer.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ValueError(f"batch_size must be an integer, not {type(batch_size).__name__}.")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE} (got {batch_size}).")
     report = ImportReport(dry_run=dry_run, skip_invalid=skip_invalid)
     importer = _Importer(report=report, batch_size=batch_size, progress=progress)
     pg = PostgresSource(source_url, itersize=batch_size)

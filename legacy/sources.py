@@ -8,6 +8,7 @@ read-only. Rows come out as dicts keyed by column name.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -40,8 +41,15 @@ class PostgresSource:
     def __init__(self, url: str, *, itersize: int = 2000) -> None:
         if not isinstance(url, str) or not url.startswith(("postgres://", "postgresql://")):
             raise SourceError("--source-url must be a postgres:// or postgresql:// URL.")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 - parsing the port is what raises for a bad one
+            self._password = parts.password or ""
+            self.label = redact_url(url)
+        except ValueError as exc:
+            # urllib's messages ("Invalid IPv6 URL", "Port out of range 0-65535") hold no password.
+            raise SourceError(f"--source-url is not a valid URL: {exc}.") from None
         self.url = url
-        self.label = redact_url(url)
         self.itersize = itersize
         self._conn: psycopg.Connection | None = None
         self._cursors = 0
@@ -51,9 +59,11 @@ class PostgresSource:
         """Connect, make the session read-only, and start one READ ONLY transaction (one snapshot)."""
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            # psycopg's message names host and database, never the password.
-            raise SourceError(f"Cannot connect to the old database {self.label}: {exc}") from None
+        except (psycopg.Error, ValueError, UnicodeError, OSError) as exc:
+            # psycopg's messages name host and database; scrub the password anyway, in case a
+            # parser quotes part of the URL back.
+            message = str(exc).replace(self._password, "***") if self._password else str(exc)
+            raise SourceError(f"Cannot connect to the old database {self.label}: {message}") from None
         conn.execute("SET default_transaction_read_only = on")
         conn.autocommit = False
         conn.read_only = True
@@ -144,20 +154,26 @@ class SqliteSource:
     kind = "sqlite"
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).resolve()
+        self.path = Path(os.path.abspath(path))
         self.label = f"sqlite://{self.path}"
         self._conn: sqlite3.Connection | None = None
         self._tables: dict[str, list[str]] | None = None
 
     def open(self) -> SqliteSource:
         """Open the file read-only (it must exist: SQLite would otherwise create an empty one)."""
-        if not self.path.is_file():
-            raise SourceError(f"--sqlite-file {self.path} does not exist or is not a file.")
+        shown = repr(str(self.path))[:200]
+        try:
+            is_file = self.path.is_file()
+        except (ValueError, OSError) as exc:
+            # A NUL character or an over-long name: the operating system cannot even look.
+            raise SourceError(f"--sqlite-file {shown} cannot be opened: {exc}.") from None
+        if not is_file:
+            raise SourceError(f"--sqlite-file {shown} does not exist or is not a file.")
         try:
             conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise SourceError(f"--sqlite-file {self.path} is not a readable SQLite database: {exc}") from None
+            raise SourceError(f"--sqlite-file {shown} is not a readable SQLite database: {exc}") from None
         self._conn = conn
         return self
 

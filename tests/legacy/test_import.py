@@ -7,6 +7,7 @@ every test here runs on SQLite and on PostgreSQL targets.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import psycopg
 import pytest
@@ -1124,12 +1125,45 @@ def test_command_dry_run(second_shape):
     assert counts() == dict.fromkeys(counts(), 0)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--source-url", "postgresql://u:s3cret@127.0.0.1:abc/db"],
+            "not a valid URL: Port could not be cast",
+        ),
+        (["--source-url", "postgresql://u:s3cret@[::1/db"], "not a valid URL: Invalid IPv6 URL"),
+        (
+            ["--source-url", "postgresql://u:s3cret@" + "h" * 300 + "/db"],
+            "Cannot connect to the old database",
+        ),
+        (
+            ["--source-url", "postgresql://u:s3cret@127.0.0.1/db", "--batch-size", "100001"],
+            "argument --batch-size: must be between 1 and 100000",
+        ),
+        (
+            ["--source-url", "postgresql://u:s3cret@127.0.0.1/db", "--batch-size", "1e3"],
+            "argument --batch-size: '1e3' is not a whole number",
+        ),
+    ],
+)
+def test_bad_arguments_are_command_errors_without_the_password(args, message):
+    with pytest.raises(CommandError, match=re.escape(message)) as caught:
+        call_command("import_legacy", *args, stdout=_Sink())
+    assert "s3cret" not in str(caught.value)
+    assert counts() == dict.fromkeys(counts(), 0)
+
+
 def test_command_refuses_a_bad_source(pg_admin_url):
     with pytest.raises(CommandError, match="must be a postgres"):
         call_command("import_legacy", "--source-url", "mysql://x/y", stdout=_Sink())
     with pytest.raises(CommandError, match="Cannot connect to the old database"):
         call_command(
             "import_legacy", "--source-url", pg_admin_url.rsplit("/", 1)[0] + "/no_such_db_x", stdout=_Sink()
+        )
+    with pytest.raises(CommandError, match="does not exist or is not a file"):
+        call_command(
+            "import_legacy", "--source-url", pg_admin_url, "--sqlite-file", "bad\x00.db", stdout=_Sink()
         )
     with pytest.raises(CommandError, match="does not exist"):
         call_command(

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from legacy.services import DEFAULT_BATCH_SIZE, LegacyImportError, TableStats, import_legacy
+from legacy.services import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, LegacyImportError, TableStats, import_legacy
 from legacy.sources import SourceError
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
+def _batch_size(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number.") from None
+    if not 1 <= number <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_BATCH_SIZE} (got {value}).")
     return number
 
 
@@ -40,7 +44,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            type=_positive_int,
+            type=_batch_size,
             default=DEFAULT_BATCH_SIZE,
             help=f"Rows per fetch and bulk insert (default {DEFAULT_BATCH_SIZE}).",
         )
