@@ -602,7 +602,12 @@ class _Importer:
             winner = in_batch.get(key)
             if winner is None and key == last_key:
                 # A duplicate of the previous batch's last row, already inserted.
-                merges.append((cand, last_winner))
+                if newer and cand.values["updated_at"] > last_winner.values["updated_at"]:
+                    replaces.append((cand, last_winner.obj))
+                    last_winner = cand
+                    cand.obj = state["last_winner"].obj
+                else:
+                    merges.append((cand, last_winner))
                 continue
             if winner is not None:
                 if newer and cand.values["updated_at"] > winner.values["updated_at"]:
@@ -616,6 +621,8 @@ class _Importer:
         if inserts:
             state["last_key"] = key_of(inserts[-1].values)
             state["last_winner"] = inserts[-1]
+        else:
+            state["last_winner"] = last_winner
         return inserts, merges, replaces
 
     def _existing(self, spec: Spec, keys: set[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, Any]]:

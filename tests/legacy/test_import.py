@@ -1012,6 +1012,54 @@ def test_first_shape_sync_history_configs_and_sync_conflicts(old_db):
     assert any("sync_conflicts.type" in line for line in report.unplaced)
 
 
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_duplicate_sync_configs_keep_the_newest_across_batches(old_db, batch_size):
+    od.fill_first_shape(old_db.conn)
+    page = "https://wiki.example.com/pages/ü"
+    insert_rows(
+        old_db.conn,
+        "sync_configs",
+        [
+            {
+                "id": 2,
+                "organization_id": ORG_U,
+                "team_id": "team-a",
+                "confluence_page_url": page,
+                "direction": "to_linear",
+                "frequency": "daily",
+                "last_sync_time": dt.datetime(2025, 4, 1),
+                "enabled": True,
+                "created_at": T0,
+                "updated_at": dt.datetime(2025, 4, 1),
+            },
+            {
+                "id": 3,
+                "organization_id": ORG_U,
+                "team_id": "team-a",
+                "confluence_page_url": page,
+                "direction": "to_linear",
+                "frequency": "daily",
+                "last_sync_time": dt.datetime(2025, 3, 1),
+                "enabled": True,
+                "created_at": T0,
+                "updated_at": dt.datetime(2025, 3, 2),
+            },
+        ],
+    )
+    report = import_legacy(source_url=old_db.url, batch_size=batch_size)
+    state = SyncState.objects.get()
+    assert (state.last_synced_at, state.updated_at) == (utc(2025, 4, 1), utc(2025, 4, 1))
+    assert stats_of(report, "sync_configs") == (3, 1, 2, 0, 0)
+    # Within one batch the newer row is the one inserted; across batches it replaces the earlier one.
+    expected = (
+        {"1": "imported", "2": "replaced", "3": "merged"}
+        if batch_size == 1
+        else {"1": "merged", "2": "imported", "3": "merged"}
+    )
+    actions = dict(ImportedRow.objects.filter(old_table="sync_configs").values_list("old_id", "action"))
+    assert actions == expected
+
+
 def test_only_the_tables_that_exist_are_imported(old_db):
     apply_old_migrations(old_db.conn, ["001_initial_schema"])
     insert_rows(
