@@ -172,7 +172,6 @@ def test_manual_resolution_with_junk_json_is_a_form_error(change, world, clients
     if stored.is_resolved:
         # Only a valid change object resolves; reopen so the next example starts unresolved again.
         assert response.status_code == 302
-        assert stored.resolved_change["itemId"] == conflict.linear_change["itemId"] or True
         stored.reopen()
     assert ConflictResolution.objects.filter(conflict_id=conflict.pk, action="resolved").count() == (
         ConflictResolution.objects.filter(conflict_id=conflict.pk, action="reopened").count()
