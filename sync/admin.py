@@ -62,7 +62,9 @@ FILTER_CHOICES_LIMIT = 50
 #: At most this many conflicts are listed in detail on the bulk confirmation page.
 CONFIRMATION_DETAIL_LIMIT = 100
 
-SIDES = (("linear", "Linear"), ("confluence", "Confluence"))
+#: No id is longer than its column: a longer search term matches nothing and is never sent to the database
+#: (SQLite refuses LIKE patterns over 50,000 bytes).
+MAX_SEARCH_TERM_LENGTH = 255
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -271,6 +273,31 @@ class LargeTableAdminMixin:
     list_per_page = 50
 
 
+class ExactSearchMixin:
+    """Search by equality on indexed columns instead of Django's ``icontains``/``iexact``.
+
+    Those compile to ``UPPER(col) LIKE ...`` (PostgreSQL) or ``LIKE`` (SQLite): no plain index helps,
+    so on a big table every search is a full scan. Ids are exact strings; equality uses the index.
+    """
+
+    #: The columns a search term is compared with (any of them may equal it).
+    exact_search_fields: tuple[str, ...] = ()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Rows where one of ``exact_search_fields`` equals the (stripped) term."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if len(term) > MAX_SEARCH_TERM_LENGTH:
+            return queryset.none(), False
+        condition = Q()
+        for field in self.exact_search_fields:
+            condition |= Q(**{field: term})
+        return queryset.filter(condition), False
+
+
 class ReadOnlyAdminMixin:
     """No add, change or delete through the admin, for anyone: the rows are written by code only."""
 
@@ -346,6 +373,8 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
+        if len(term) > MAX_SEARCH_TERM_LENGTH:
+            return queryset.none(), False
         if term.endswith("*") and term.rstrip("*"):
             prefix = term.rstrip("*")
             condition = prefix_condition("pk", prefix, queryset.db) | prefix_condition(
@@ -687,13 +716,14 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ConflictResolution)
-class ConflictResolutionAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """The append-only resolution log, read-only."""
 
     list_display = ["at", "conflict_link", "action", "strategy", "by"]
     list_filter = ["action", "strategy", ("at", admin.DateFieldListFilter)]
     list_select_related = ["by"]
     search_fields = ["conflict_id"]
+    exact_search_fields = ("conflict_id",)
     search_help_text = "Exact conflict id."
     ordering = ["-at", "-id"]
     fields = ["conflict_link", "action", "strategy", "by", "at", "resolved_change_pretty"]
@@ -705,13 +735,6 @@ class ConflictResolutionAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.Mo
         if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
             queryset = queryset.defer("resolved_change")
         return queryset
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet, search_term: str
-    ) -> tuple[QuerySet, bool]:
-        """Exact conflict id (indexed), instead of a scanning ``icontains``."""
-        term = search_term.strip()
-        return (queryset.filter(conflict_id=term), False) if term else (queryset, False)
 
     @admin.display(description="conflict", ordering="conflict_id")
     def conflict_link(self, entry: ConflictResolution) -> str:
@@ -731,7 +754,7 @@ class ConflictResolutionAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.Mo
 
 
 @admin.register(SyncState)
-class SyncStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every (page, team) pair: when it last synced, its status and its unresolved conflicts."""
 
     list_display = [
@@ -744,7 +767,9 @@ class SyncStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     list_filter = ["status", ("last_synced_at", admin.DateFieldListFilter)]
     list_select_related = ["organization"]
-    search_fields = ["=confluence_page_id", "=linear_team_id"]
+    search_fields = ["confluence_page_id", "linear_team_id"]
+    exact_search_fields = ("confluence_page_id", "linear_team_id")
+    search_help_text = "Exact Confluence page id or Linear team id."
     ordering = ["-last_synced_at", "confluence_page_id", "linear_team_id"]
     readonly_fields = [
         "organization",
@@ -772,7 +797,7 @@ class SyncStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SyncHistory)
-class SyncHistoryAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """Sync runs, read-only; failed runs one click away."""
 
     list_display = [
@@ -789,7 +814,9 @@ class SyncHistoryAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmi
     ]
     list_filter = [SyncOutcomeFilter, ("synced_at", admin.DateFieldListFilter), PageFilter, TeamFilter]
     list_select_related = ["organization"]
-    search_fields = ["=confluence_page_id", "=linear_team_id"]
+    search_fields = ["confluence_page_id", "linear_team_id"]
+    exact_search_fields = ("confluence_page_id", "linear_team_id")
+    search_help_text = "Exact Confluence page id or Linear team id."
     ordering = ["-synced_at", "-id"]
     readonly_fields = [
         "organization",
@@ -819,13 +846,15 @@ class SyncHistoryAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmi
 
 
 @admin.register(LinearIssueCache)
-class LinearIssueCacheAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class LinearIssueCacheAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """Cached Linear issues, read-only; the list reads only each issue's title out of the JSON."""
 
     list_display = ["linear_issue_id", "title", "organization", "last_updated"]
     list_filter = [("last_updated", admin.DateFieldListFilter)]
     list_select_related = ["organization"]
-    search_fields = ["=linear_issue_id"]
+    search_fields = ["linear_issue_id"]
+    exact_search_fields = ("linear_issue_id",)
+    search_help_text = "Exact Linear issue id."
     ordering = ["-last_updated", "-id"]
     fields = ["linear_issue_id", "organization", "last_updated", "issue_data_pretty"]
     readonly_fields = fields

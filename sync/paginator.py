@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connections
 from django.db.models import QuerySet
@@ -66,7 +67,11 @@ def table_row_estimate(queryset: QuerySet) -> int | None:
 def explain_row_estimate(queryset: QuerySet) -> int | None:
     """The planner's estimated number of rows the queryset returns, from ``EXPLAIN (FORMAT JSON)``."""
     # Ordering does not change the row count and would only make the plan costlier to build.
-    sql, params = queryset.order_by().query.sql_with_params()
+    try:
+        sql, params = queryset.order_by().query.sql_with_params()
+    except EmptyResultSet:
+        # .none(), or a filter like pk__in=[]: Django knows the answer without asking the database.
+        return 0
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         raw = cursor.fetchone()[0]

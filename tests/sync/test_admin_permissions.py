@@ -290,3 +290,33 @@ def test_issue_cache_list_shows_the_title_without_loading_the_json(superuser_cli
     assert b"Fix login" in response.content
     [entry] = response.context["cl"].result_list
     assert entry.get_deferred_fields() == {"issue_data"}
+
+
+@pytest.mark.parametrize(
+    ("model", "term", "expected"),
+    [
+        ("synchistory", "page-h", 1),
+        ("synchistory", "team-h", 1),
+        ("synchistory", "PAGE-H", 0),  # exact: ids are case-sensitive, and equality uses the index
+        ("syncstate", "page-1", 1),
+        ("conflictresolution", "conflict-done", 1),
+        ("linearissuecache", "ISS-9", 1),
+        ("linearissuecache", "ISS", 0),
+    ],
+)
+def test_sync_screens_search_by_exact_id(world, superuser_client, model, term, expected):
+    make_sync_history(confluence_page_id="page-h", linear_team_id="team-h")
+    make_linear_issue_cache(linear_issue_id="ISS-9")
+    response = superuser_client.get(reverse(f"admin:sync_{model}_changelist"), {"q": term})
+    assert len(response.context["cl"].result_list) == expected
+
+
+@pytest.mark.parametrize(
+    "model", ["conflict", "synchistory", "syncstate", "conflictresolution", "linearissuecache"]
+)
+@pytest.mark.parametrize("suffix", ["", "*"])
+def test_a_huge_search_term_finds_nothing_and_is_not_an_error(world, superuser_client, model, suffix):
+    query = {"q": "x" * 60_000 + suffix, **({"status": "all"} if model == "conflict" else {})}
+    response = superuser_client.get(reverse(f"admin:sync_{model}_changelist"), query)
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []

@@ -92,6 +92,16 @@ def test_planner_estimate_reads_reltuples_unfiltered_and_explain_filtered():
     assert 150 <= estimate <= 250  # every 10th of 2,000 is resolved
 
 
+@pytest.mark.parametrize("empty", ["none", "in-nothing"])
+def test_paginator_counts_an_empty_queryset_without_asking_the_database(empty):
+    make_conflict(id="a")
+    queryset = Conflict.objects.none() if empty == "none" else Conflict.objects.filter(pk__in=[])
+    with CaptureQueriesContext(connection) as captured:
+        paginator = EstimatedCountPaginator(queryset.order_by("pk"), 50)
+        assert (paginator.count, paginator.count_is_estimate) == (0, False)
+    assert captured.captured_queries == []
+
+
 @on_postgres
 def test_paginator_on_postgresql_uses_the_estimate_above_the_threshold():
     _fill(1, 2000)
