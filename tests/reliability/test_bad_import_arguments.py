@@ -20,35 +20,20 @@ pytestmark = pytest.mark.django_db
 P = SOURCE_PASSWORD
 
 
-def legacy_bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"BUG legacy import_legacy: {reason}")
-
-
-URL_PARSE_BUG = legacy_bug(
-    "a malformed --source-url escapes as ValueError from urllib (redact_url) instead of a CommandError"
-)
 BAD_URLS = [
     pytest.param("", id="empty"),
     pytest.param("   ", id="blank"),
     pytest.param("mysql://root:secret@localhost/db", id="mysql"),
     pytest.param("not a url", id="not-a-url"),
     pytest.param("postgres:/missing-slashes", id="missing-slashes"),
-    pytest.param(f"postgresql://postgres:{P}@[::1/db", id="unclosed-ipv6", marks=URL_PARSE_BUG),
-    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:abc/db", id="port-not-a-number", marks=URL_PARSE_BUG),
-    pytest.param(
-        f"postgresql://postgres:{P}@127.0.0.1:99999/db", id="port-out-of-range", marks=URL_PARSE_BUG
-    ),
+    pytest.param(f"postgresql://postgres:{P}@[::1/db", id="unclosed-ipv6"),
+    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:abc/db", id="port-not-a-number"),
+    pytest.param(f"postgresql://postgres:{P}@127.0.0.1:99999/db", id="port-out-of-range"),
     pytest.param(f"postgresql://postgres:{P}@127.0.0.1:1/db", id="nothing-listens"),
     pytest.param(f"postgresql://postgres:{P}@127.0.0.1:5432/db?sslmode=bogus", id="bad-option"),
     pytest.param(f"postgresql://postgres:{P}@127.0.0.1:5432/no_such_database_here", id="no-such-db"),
     pytest.param(f"postgresql://postgres:{P}@127.0.0.1:5432/db\x00", id="nul"),
-    pytest.param(
-        "postgresql://" + "h" * 5000 + "/db",
-        id="huge-host",
-        marks=legacy_bug(
-            "a host name over 63 characters escapes as UnicodeError (idna) instead of a CommandError"
-        ),
-    ),
+    pytest.param("postgresql://" + "h" * 5000 + "/db", id="huge-host"),
 ]
 
 
@@ -93,12 +78,10 @@ def test_any_source_url_text_is_a_command_error(url):
         pytest.param(
             "bad\x00path.db",
             id="nul",
-            marks=legacy_bug("a NUL in --sqlite-file escapes as ValueError (embedded null byte)"),
         ),
         pytest.param(
             "x" * 5000,
             id="huge",
-            marks=legacy_bug("an over-long --sqlite-file escapes as OSError (File name too long)"),
         ),
     ],
 )
@@ -119,13 +102,7 @@ def test_bad_sqlite_file_is_a_command_error(sqlite_file, deployment, tmp_path):
         "abc",
         "1e3",
         "",
-        pytest.param(
-            "99999999999999999999999",
-            marks=legacy_bug(
-                "a --batch-size beyond PostgreSQL's bigint reaches FETCH FORWARD and fails with "
-                "psycopg.errors.SyntaxError instead of a CommandError"
-            ),
-        ),
+        "99999999999999999999999",
     ],
 )
 def test_bad_batch_size_is_a_command_error(size, deployment):
