@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import ConfluenceToken, LinearToken, Organization, TokenRefreshError
-from planning.models import Enabler, Feature, PlanningSession, Story
+from planning.models import Enabler, Feature, PlanningSession, ProgramIncrement, Story
 from planning.services import save_planning_result
 from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
 from sync.services import resolve_conflicts
@@ -528,3 +528,53 @@ def test_issue_cache_older_than(age):
 def test_issue_cache_older_than_a_huge_age(age):
     ok, result = attempt(lambda: list(LinearIssueCache.objects.older_than(age)))
     assert ok or isinstance(result, ValidationError)
+
+
+@FUZZ
+@given(organization_id=IDENTIFIER, on=st.one_of(st.none(), st.dates(), ANYTHING))
+def test_program_increment_queries(organization_id, on):
+    ok, rows = attempt(lambda: list(ProgramIncrement.objects.for_organization(organization_id)))
+    assert not ok or rows == []
+    ok, rows = attempt(lambda: list(ProgramIncrement.objects.current(on)))
+    assert not ok or rows == []
+
+
+@FUZZ
+@given(by=st.one_of(st.none(), ANYTHING))
+def test_conflict_reopen(by):
+    conflict = Conflict.objects.store(
+        "conflict-o",
+        linear_change=make_change("linear", itemId="item-o"),
+        confluence_change=make_change("confluence", itemId="item-o", itemData={"title": "other"}),
+    )
+    if not conflict.is_resolved:
+        conflict.resolve("linear")
+    ok, _ = attempt(lambda: conflict.reopen(by=by))
+    assert Conflict.objects.get(pk="conflict-o").is_resolved is not ok
+
+
+EXPIRY_BUG = pytest.mark.xfail(
+    strict=True,
+    raises=(TypeError, OverflowError),
+    reason="BUG accounts OAuthToken.is_expired/expires_soon and OAuthTokenQuerySet.expired/"
+    "expiring_within: a non-timedelta leeway, a naive or non-datetime `at`, or a huge window raise "
+    "TypeError/OverflowError instead of ValueError/ValidationError",
+)
+
+
+@EXPIRY_BUG
+@FUZZ
+@given(
+    leeway=st.one_of(st.timedeltas(), ANYTHING),
+    at=st.one_of(st.none(), DATETIMES, ANYTHING),
+    window=st.one_of(st.timedeltas(), ANYTHING),
+)
+def test_token_expiry_helpers(leeway, at, window):
+    token = LinearToken.objects.store("org-exp", access_token="a", app_user_id="u", expires_at=EXPIRES)
+    for call in (
+        lambda: token.is_expired(leeway, at=at),
+        lambda: token.expires_soon(window),
+        lambda: list(LinearToken.objects.expired(at=at)),
+        lambda: list(LinearToken.objects.expiring_within(window)),
+    ):
+        attempt(call)
