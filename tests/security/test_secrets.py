@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.db.backends.utils import CursorWrapper
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
@@ -84,7 +85,7 @@ def test_token_flows_log_no_plaintext_even_at_debug(tokens, settings):
 
 
 def test_encrypted_columns_send_ciphertext_to_the_database(db):
-    with CaptureQueriesContext(__import__("django.db").db.connection) as queries:
+    with CaptureQueriesContext(connection) as queries:
         LinearToken.objects.store(
             "org-sql",
             access_token=LINEAR_ACCESS,
@@ -204,9 +205,7 @@ def test_refused_store_never_quotes_the_token(db):
             "expires_at": timezone.now(),
             **kwargs,
         }
-        with pytest.raises(
-            (ValueError, __import__("django.core.exceptions").core.exceptions.ValidationError)
-        ) as error:
+        with pytest.raises((ValueError, ValidationError)) as error:
             LinearToken.objects.store("org-refused", **arguments)
         assert_no_token(str(error.value), f"the error for {sorted(kwargs)}")
     assert not LinearToken.objects.exists()
