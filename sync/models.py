@@ -141,11 +141,16 @@ class SyncStateManager(models.Manager["SyncState"]):
         """When the (page, team) pair last synced, or ``None`` (never synced, or no row)."""
         page = clean_identifier(confluence_page_id, "confluence_page_id")
         team = clean_identifier(linear_team_id, "linear_team_id")
-        return (
-            self.filter(confluence_page_id=page, linear_team_id=team)
-            .values_list("last_synced_at", flat=True)
-            .first()
-        )
+        # get(), not first(): (page, team) is unique, and first() would add an ORDER BY id that Django
+        # compiles and PostgreSQL sorts on every call (benchmarks/hot_paths.py).
+        try:
+            return (
+                self.filter(confluence_page_id=page, linear_team_id=team)
+                .values_list("last_synced_at", flat=True)
+                .get()
+            )
+        except self.model.DoesNotExist:
+            return None
 
     def mark_synced(
         self,
