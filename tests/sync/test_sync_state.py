@@ -88,9 +88,19 @@ def test_mark_synced_resets_a_failed_status_to_idle():
 
 def test_mark_synced_is_one_statement_plus_the_read(django_assert_num_queries):
     SyncState.objects.mark_synced("page", "team")
+    # An existing pair: one UPDATE (no transaction of its own), then the read.
     with django_assert_num_queries(2) as captured:
         SyncState.objects.mark_synced("page", "team")
-    assert "ON CONFLICT" in captured.captured_queries[0]["sql"].upper()
+    assert captured.captured_queries[0]["sql"].upper().startswith("UPDATE")
+
+
+def test_mark_synced_of_a_new_pair_upserts_after_the_update_matched_nothing(django_assert_num_queries):
+    with django_assert_num_queries(3) as captured:
+        state = SyncState.objects.mark_synced("page", "team")
+    sqls = [query["sql"].upper() for query in captured.captured_queries]
+    assert sqls[0].startswith("UPDATE")
+    assert "ON CONFLICT" in sqls[1]
+    assert SyncState.objects.get().pk == state.pk
 
 
 def test_mark_synced_does_not_touch_the_conflict_count():
