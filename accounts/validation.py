@@ -63,6 +63,14 @@ def clean_aware_datetime(value: Any, name: str, *, required: bool = True) -> dt.
         raise ValidationError(
             f"{name} must be timezone-aware (got a naive datetime).", code="naive_datetime"
         )
+    try:
+        # Both databases store UTC: year 1 at UTC+14 or 31 Dec 9999 at UTC-12 has no UTC value
+        # (OverflowError on SQLite, DataError on PostgreSQL).
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"{name} is outside the years 1-9999 once converted to UTC.", code="out_of_range"
+        ) from None
     return value
 
 
