@@ -51,7 +51,16 @@ TEXT = st.one_of(st.text(max_size=40), NUL_TEXT, HUGE_TEXT, st.sampled_from(["",
 
 _OFFSETS = [dt.UTC, dt.timezone(dt.timedelta(hours=14)), dt.timezone(dt.timedelta(hours=-12))]
 NAIVE_DATETIME = st.datetimes()
-AWARE_DATETIME = st.datetimes(timezones=st.sampled_from(_OFFSETS))
+#: Aware datetimes, including the two whose UTC value leaves the calendar (years 1-9999) by a few hours.
+AWARE_DATETIME = st.one_of(
+    st.datetimes(timezones=st.sampled_from(_OFFSETS)),
+    st.sampled_from(
+        [
+            dt.datetime(1, 1, 1, tzinfo=_OFFSETS[1]),
+            dt.datetime(9999, 12, 31, 23, 59, tzinfo=_OFFSETS[2]),
+        ]
+    ),
+)
 DATETIMES = st.one_of(NAIVE_DATETIME, AWARE_DATETIME)
 
 # --- wrong types -----------------------------------------------------------------------------------
