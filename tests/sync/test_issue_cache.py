@@ -86,6 +86,20 @@ def test_upsert_many_is_one_statement_per_batch(django_assert_num_queries):
     assert LinearIssueCache.objects.count() == 250
 
 
+@pytest.mark.postgres
+def test_upsert_many_on_postgresql_inserts_multi_row_values_not_unnest(django_assert_num_queries):
+    # Django's UNNEST insert makes psycopg escape every '"' of the JSON in Python (benchmarks/bulk.py).
+    make_organization(linear_id="org-1")
+    issues = [{"id": f"issue-{n}", "title": f'say "hi" {n}'} for n in range(3)]
+
+    with django_assert_num_queries(4) as captured:
+        LinearIssueCache.objects.upsert_many("org-1", issues)
+
+    (statement,) = inserts(captured)
+    assert "UNNEST" not in statement.upper()
+    assert LinearIssueCache.objects.get(linear_issue_id="issue-2").issue_data == issues[2]
+
+
 def test_upsert_many_default_batch_is_capped_to_one_statement_per_database_limit(django_assert_num_queries):
     make_organization(linear_id="org-1")
     issues = [{"id": f"issue-{n}"} for n in range(2500)]
