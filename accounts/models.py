@@ -160,6 +160,21 @@ def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None 
     return TokenStatus.VALID
 
 
+def shifted(at: Any, delta: Any, name: str) -> dt.datetime:
+    """``at`` (an aware datetime; now when ``None``) plus the timedelta ``delta``, or a clear error.
+
+    The expiry helpers take a leeway or window from callers: a wrong type is a ``ValueError``, a naive
+    ``at`` or a sum beyond the calendar a ``ValidationError`` (not a ``TypeError``/``OverflowError``).
+    """
+    if not isinstance(delta, dt.timedelta):
+        raise ValueError(f"{name} must be a timedelta, not {type(delta).__name__}.")
+    start = clean_aware_datetime(at, "at", required=False) or timezone.now()
+    try:
+        return clean_aware_datetime(start + delta, name)
+    except OverflowError:
+        raise ValidationError(f"{name} reaches beyond the years 1-9999.", code="out_of_range") from None
+
+
 def mask_token(value: str | None) -> str:
     """A hint safe to show an operator: the last four characters behind bullets (``••••abcd``)."""
     if not value:
@@ -175,12 +190,12 @@ class OAuthTokenQuerySet(models.QuerySet):
 
     def expired(self, *, at: dt.datetime | None = None) -> OAuthTokenQuerySet:
         """Tokens whose ``expires_at`` is at or before ``at`` (now by default)."""
-        return self.filter(expires_at__lte=at or timezone.now())
+        return self.filter(expires_at__lte=clean_aware_datetime(at, "at", required=False) or timezone.now())
 
     def expiring_within(self, window: dt.timedelta = EXPIRING_SOON_WINDOW) -> OAuthTokenQuerySet:
         """Tokens that are still valid but expire within ``window``."""
         now = timezone.now()
-        return self.filter(expires_at__gt=now, expires_at__lte=now + window)
+        return self.filter(expires_at__gt=now, expires_at__lte=shifted(now, window, "window"))
 
 
 class OAuthToken(models.Model):
@@ -216,7 +231,7 @@ class OAuthToken(models.Model):
         self, leeway: dt.timedelta = DEFAULT_EXPIRY_LEEWAY, *, at: dt.datetime | None = None
     ) -> bool:
         """Whether the access token is expired, or expires within ``leeway`` of ``at`` (now)."""
-        return self.expires_at <= (at or timezone.now()) + leeway
+        return self.expires_at <= shifted(at, leeway, "leeway")
 
     def expires_soon(self, within: dt.timedelta = EXPIRING_SOON_WINDOW) -> bool:
         """Whether the access token is expired or expires within ``within`` (24 hours by default)."""
@@ -342,7 +357,12 @@ class LinearTokenQuerySet(OAuthTokenQuerySet):
     def for_organization(self, organization_id: Any) -> LinearToken | None:
         """The organization's Linear token (expired ones too: check ``is_expired()``), or ``None``."""
         linear_id = clean_identifier(organization_id, "organization_id")
-        return self.select_related("organization").filter(organization__linear_id=linear_id).first()
+        # get(), not first(): one token per organization, and first() would add an ORDER BY (Meta
+        # ordering) that Django compiles and PostgreSQL sorts on every call (benchmarks/hot_paths.py).
+        try:
+            return self.select_related("organization").get(organization__linear_id=linear_id)
+        except self.model.DoesNotExist:
+            return None
 
 
 class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):

@@ -184,9 +184,11 @@ def test_for_organization_returns_the_token_in_one_query(django_assert_num_queri
     stored = store_linear("org-1")
     store_linear("org-2", access_token="other-org-token-9999")
 
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(1) as captured:
         token = LinearToken.objects.for_organization("org-1")
         assert token.organization.linear_id == "org-1"
+    # At most one row matches: no ORDER BY to compile and sort (benchmarks/hot_paths.py).
+    assert "ORDER BY" not in captured.captured_queries[0]["sql"].upper()
     assert token.pk == stored.pk
     assert token.access_token == ACCESS
 
