@@ -11,6 +11,7 @@ from cryptography.fernet import InvalidToken
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -148,6 +149,18 @@ def seal_tokens(access_token: Any, refresh_token: Any) -> Sealed:
     )
 
 
+def encrypt_tokens(model: type[models.Model], tokens: Sealed) -> Sealed:
+    """The sealed (access, refresh) pair as ciphertext (``EncryptedValue``), as a loaded row holds it."""
+    access_field = model._meta.get_field("access_token")
+    refresh_field = model._meta.get_field("refresh_token")
+    return Sealed(
+        (
+            EncryptedValue(access_field.encrypt(tokens.value[0])),
+            None if tokens.value[1] is None else EncryptedValue(refresh_field.encrypt(tokens.value[1])),
+        )
+    )
+
+
 def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None = None) -> TokenStatus:
     """The admin's expiry state of a token expiring at ``expires_at`` (``None``: no token)."""
     if expires_at is None:
@@ -205,7 +218,9 @@ class OAuthToken(models.Model):
     refresh_token = EncryptedTokenField(null=True, blank=True)
     expires_at = models.DateTimeField(help_text="When the access token expires (aware).")
     scope = models.CharField(max_length=1000, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # db_default makes INSERT ... RETURNING include created_at, so store() learns the stored creation
+    # time of an existing row from its upsert instead of re-reading the row (benchmarks/hot_paths.py).
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -395,10 +410,11 @@ class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
         scope = clean_text(scope, "scope", required=False, max_length=1000)
         with transaction.atomic(using=self.db):
             organization = Organization.objects.db_manager(self.db).ensure(linear_id)
+            ciphertexts = encrypt_tokens(self.model, tokens)
             token = self.model(
                 organization=organization,
-                access_token=tokens.value[0],
-                refresh_token=tokens.value[1],
+                access_token=ciphertexts.value[0],
+                refresh_token=ciphertexts.value[1],
                 app_user_id=app_user_id,
                 expires_at=expires_at,
                 scope=scope,
@@ -416,11 +432,11 @@ class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
                     "updated_at",
                 ],
             )
-            # Re-read inside the transaction: our upsert holds the row lock, so this is our row, with
-            # its real id and created_at.
-            stored = self.select_related("organization").get(organization=organization)
-        logger.info("Stored %r", stored)
-        return stored
+        # The upsert's RETURNING set the row's id and stored created_at on ``token``, and the tokens
+        # went in as ciphertext: ``token`` is what a re-read would return (lazily decrypted, with its
+        # organization), without the re-read's round trip.
+        logger.info("Stored %r", token)
+        return token
 
 
 class LinearToken(OAuthToken):
@@ -480,12 +496,13 @@ class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySe
         scope = clean_text(scope, "scope", required=False, max_length=1000)
         with transaction.atomic(using=self.db):
             organization = Organization.objects.db_manager(self.db).ensure(linear_id)
+            ciphertexts = encrypt_tokens(self.model, tokens)
             token = self.model(
                 organization=organization,
                 cloud_id=cloud_id,
                 site_url=site_url,
-                access_token=tokens.value[0],
-                refresh_token=tokens.value[1],
+                access_token=ciphertexts.value[0],
+                refresh_token=ciphertexts.value[1],
                 expires_at=expires_at,
                 scope=scope,
             )
@@ -502,9 +519,9 @@ class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySe
                     "updated_at",
                 ],
             )
-            stored = self.select_related("organization").get(organization=organization, cloud_id=cloud_id)
-        logger.info("Stored %r", stored)
-        return stored
+        # As in LinearToken.objects.store: RETURNING gave id and created_at; no re-read.
+        logger.info("Stored %r", token)
+        return token
 
 
 class ConfluenceToken(OAuthToken):
