@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.admin_widgets import SafeAutocompleteMixin
 from accounts.models import (
     EXPIRING_SOON_WINDOW,
     ConfluenceToken,
@@ -101,7 +102,7 @@ class TokenReplaceForm(forms.ModelForm):
         return value
 
 
-class OAuthTokenAdmin(admin.ModelAdmin):
+class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     """What both token admins share: masked hints, expiry state, owner, write-only replacement."""
 
     form = TokenReplaceForm

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
+from accounts.admin_widgets import SafeAutocompleteMixin
 from planning.models import (
     Enabler,
     Feature,
@@ -140,7 +141,7 @@ class PIRiskInline(admin.TabularInline):
 
 
 @admin.register(ProgramIncrement)
-class ProgramIncrementAdmin(admin.ModelAdmin):
+class ProgramIncrementAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     list_display = ["pi_id", "name", "organization", "start_date", "end_date", "status"]
     list_filter = ["status", "organization"]
     list_select_related = ["organization"]
@@ -180,7 +181,7 @@ class EnablerInline(admin.TabularInline):
 
 
 @admin.register(PlanningSession)
-class PlanningSessionAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.ModelAdmin):
     list_display = [
         "planning_title",
         "organization",

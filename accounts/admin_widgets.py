@@ -1,0 +1,43 @@
+"""Admin widgets shared by the apps' admins (planning imports these; accounts imports nothing else's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.core.exceptions import ValidationError
+from django.db import connections
+from django.http import HttpRequest
+
+
+class SafeAutocompleteSelect(AutocompleteSelect):
+    """``AutocompleteSelect`` that ignores posted values the related key cannot hold.
+
+    When a form is shown again with errors, Django's widget looks up the selected objects with every
+    posted value; a value that is not a valid key (a tampered POST: ``"abc"`` for an integer id, or an
+    integer beyond the column's range) raises ``ValueError``/``OverflowError`` there, a 500 instead of the
+    form's own "Select a valid choice" error. Such values can match no row, so they are dropped.
+    """
+
+    def optgroups(self, name: str, value: list[Any], attr: Any = None) -> list[Any]:
+        return super().optgroups(name, [item for item in value if self._storable(item)], attr)
+
+    def _storable(self, item: Any) -> bool:
+        target = self.field.target_field
+        try:
+            python = target.to_python(item)
+        except ValidationError:
+            return False
+        if isinstance(python, int):
+            low, high = connections[self.db or "default"].ops.integer_field_range(target.get_internal_type())
+            return (low is None or python >= low) and (high is None or python <= high)
+        return True
+
+
+class SafeAutocompleteMixin:
+    """ModelAdmin mixin: the ``autocomplete_fields`` foreign keys use :class:`SafeAutocompleteSelect`."""
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if "widget" not in kwargs and db_field.name in self.get_autocomplete_fields(request):
+            kwargs["widget"] = SafeAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
