@@ -92,14 +92,6 @@ def field_names(client: Client, url: str) -> tuple[list[str], dict[str, str]]:
     return names, management
 
 
-AUTOCOMPLETE_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG admin (accounts, planning): a non-numeric value posted for an autocomplete foreign key "
-    "crashes Django's AutocompleteSelect.optgroups while re-rendering the form (ValueError, a 500)",
-)
-#: Admin forms with an autocomplete foreign key (organization, program increment).
-AUTOCOMPLETE_FORMS = {"LinearToken", "ConfluenceToken", "ProgramIncrement", "PlanningSession"}
 MULTIPLE_CHOICE_BUG = pytest.mark.xfail(
     condition=connection.vendor == "sqlite",
     strict=True,
@@ -116,11 +108,7 @@ def form_cases() -> list[Any]:
             model,
             view,
             id=f"{model.__name__}-{view}",
-            marks=[AUTOCOMPLETE_BUG]
-            if model.__name__ in AUTOCOMPLETE_FORMS
-            else [MULTIPLE_CHOICE_BUG]
-            if (model.__name__, view) in MULTIPLE_CHOICE_FORMS
-            else [],
+            marks=[MULTIPLE_CHOICE_BUG] if (model.__name__, view) in MULTIPLE_CHOICE_FORMS else [],
         )
         for model, view in admin_forms()
     ]
@@ -220,3 +208,18 @@ def test_huge_search_term_is_not_a_500(model, world, clients):
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     response = clients["superuser"].get(url, {"q": "x" * 70_000})
     assert response.status_code in OK_STATUSES
+
+
+@pytest.mark.parametrize("value", ["abc", "9" * 40, "-1", "1.5"])
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "admin:accounts_lineartoken_add",
+        "admin:planning_programincrement_add",
+        "admin:planning_planningsession_add",
+    ],
+)
+def test_tampered_autocomplete_foreign_key_is_a_form_error(url_name, value, world, clients):
+    response = clients["superuser"].post(reverse(url_name), {"organization": value})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["organization"]
