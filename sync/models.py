@@ -977,7 +977,12 @@ class LinearIssueCacheQuerySet(models.QuerySet["LinearIssueCache"]):
             raise ValueError(f"age must be a timedelta, not {type(age).__name__}.")
         if age < dt.timedelta(0):
             raise ValidationError("age must not be negative.", code="min_value")
-        return self.filter(last_updated__lt=timezone.now() - age)
+        try:
+            cutoff = timezone.now() - age
+        except OverflowError:
+            # As purge_issue_cache --older-than: an age reaching before year 1 is refused, not a crash.
+            raise ValidationError(f"age {age} reaches before year 1.", code="max_value") from None
+        return self.filter(last_updated__lt=cutoff)
 
     def stale(self, age: dt.timedelta = dt.timedelta(days=7)) -> LinearIssueCacheQuerySet:
         """Entries not refreshed within ``age`` (default seven days)."""
