@@ -401,15 +401,17 @@ def test_failure_writing_the_resolution_log_leaves_the_conflict_unresolved(monke
 
 @pytest.mark.django_db
 def test_failure_after_the_token_upsert_keeps_the_old_token(monkeypatch):
+    """The upsert ran and then the transaction failed: the old token is what stays."""
     LinearToken.objects.store("org-f", access_token="old-access", app_user_id="app", expires_at=EXPIRES)
-    original_get = QuerySet.get
+    original = QuerySet.bulk_create
 
-    def failing_get(self: QuerySet, *args: Any, **kwargs: Any) -> Any:
+    def upsert_then_fail(self: QuerySet, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
         if self.model is LinearToken:
-            raise DatabaseError("injected failure re-reading the token")
-        return original_get(self, *args, **kwargs)
+            raise DatabaseError("injected failure after the upsert")
+        return result
 
-    monkeypatch.setattr(QuerySet, "get", failing_get)
+    monkeypatch.setattr(QuerySet, "bulk_create", upsert_then_fail)
     with pytest.raises(DatabaseError):
         LinearToken.objects.store("org-f", access_token="new-access", app_user_id="app", expires_at=EXPIRES)
     monkeypatch.undo()
