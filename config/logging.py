@@ -25,19 +25,23 @@ from typing import Any
 #: What a redacted secret is replaced with.
 REDACTED = "[REDACTED]"
 
+# Every pattern either starts with a literal or may only start where a run of its characters starts
+# (the lookbehinds), and repeats inside a key are bounded: a log line of a megabyte of junk is
+# redacted in linear time instead of the quadratic backtracking an unanchored pattern would do.
 # Order matters: specific shapes first, so that "Bearer <jwt>" keeps its "Bearer " prefix and a
 # key=value pair keeps its key.
 _LINEAR_TOKEN = re.compile(r"\blin_(?:oauth|api)_[A-Za-z0-9_\-]+")
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9\-._~+/]+=*")
 # JWTs (Atlassian access tokens): three base64url segments separated by dots.
-_JWT = re.compile(r"\b[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}")
+_JWT = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}")
 # Fernet tokens are base64url of a payload starting with version byte 0x80: "gAAAAA...".
 _FERNET = re.compile(r"\bgAAAAA[A-Za-z0-9_\-]+=*")
 # key=value / key: value / "key": "value" where the key names a secret. The value is a quoted string
 # or a run up to the next separator; a comma not followed by a space is part of it (FERNET_KEYS=a,b).
 _SECRET_PAIR = re.compile(
     r"""(?ix)
-    (?P<key>["']?[\w.\-]*(?:token|secret|passw(?:or)?d|key|authorization|credential)[\w.\-]*["']?)
+    (?<![\w.\-"'])
+    (?P<key>["']?[\w.\-]{0,64}?(?:token|secret|passw(?:or)?d|key|authorization|credential)[\w.\-]{0,64}["']?)
     (?P<sep>\s*[=:]\s*)
     (?P<scheme>(?:bearer|basic|token)\s+)?
     (?P<value>\[REDACTED\]|"[^"]*"|'[^']*'|(?:[^\s,;&)}\]]|,(?!\s))+)

@@ -201,3 +201,22 @@ def test_bad_logging_variable_stops_start_up(variable, value, message):
     proc = _run_manage({variable: value}, "check")
     assert proc.returncode != 0
     assert f"ImproperlyConfigured: {message}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["a" * 200_000, "token" * 40_000, "key-" * 50_000, "aaaaaaaaaaaa." * 15_000, '"' * 200_000],
+    ids=["one-run", "keyword-run", "dashed-keywords", "dotted-segments", "quotes"],
+)
+def test_redacting_a_huge_junk_message_does_not_hang(junk):
+    # Before the patterns were anchored, 100,000 characters of "a" took ~5 minutes (quadratic
+    # backtracking) and froze any request whose 500 page logged the junk. The bound is a hang
+    # detector, two orders of magnitude above the linear time, not a speed measurement.
+    import threading
+
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(redact(junk)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert result, "redact() did not finish within 20 s: a pattern backtracks quadratically"
+    assert len(result[0]) <= len(junk)
