@@ -11,7 +11,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
@@ -19,7 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from accounts.admin_widgets import SafeAutocompleteMixin
+from accounts.admin_widgets import SafeAutocompleteMixin, SafeManyToManyMixin
 from accounts.models import (
     EXPIRING_SOON_WINDOW,
     ConfluenceToken,
@@ -32,7 +33,19 @@ from accounts.models import (
     status_for_expiry,
 )
 
-admin.site.register(User, UserAdmin)
+
+@admin.register(User)
+class OperatorAdmin(SafeManyToManyMixin, UserAdmin):
+    """Django's user admin; a tampered group/permission id is a form error, not a 500."""
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class OperatorGroupAdmin(SafeManyToManyMixin, GroupAdmin):
+    """Django's group admin; a tampered permission id is a form error, not a 500."""
+
 
 #: The write-only form fields and the model fields they replace.
 TOKEN_FORM_FIELDS = {"new_access_token": "access_token", "new_refresh_token": "refresh_token"}
