@@ -17,6 +17,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from config.middleware import MAX_SEARCH_TERM_LENGTH
 from sync.models import Conflict, ConflictResolution, SyncState
 from tests.factories import (
     make_conflict,
@@ -316,7 +317,12 @@ def test_sync_screens_search_by_exact_id(world, superuser_client, model, term, e
 )
 @pytest.mark.parametrize("suffix", ["", "*"])
 def test_a_huge_search_term_finds_nothing_and_is_not_an_error(world, superuser_client, model, suffix):
-    query = {"q": "x" * 60_000 + suffix, **({"status": "all"} if model == "conflict" else {})}
-    response = superuser_client.get(reverse(f"admin:sync_{model}_changelist"), query)
+    url = reverse(f"admin:sync_{model}_changelist")
+    extra = {"status": "all"} if model == "conflict" else {}
+    longest = "x" * (MAX_SEARCH_TERM_LENGTH - len(suffix)) + suffix
+    response = superuser_client.get(url, {"q": longest, **extra})
     assert response.status_code == 200
     assert list(response.context["cl"].result_list) == []
+    # Beyond the project-wide limit the search is refused before any query (config.middleware).
+    response = superuser_client.get(url, {"q": "x" * 60_000 + suffix, **extra})
+    assert response.status_code == 400
