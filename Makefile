@@ -26,7 +26,7 @@ run: export DEBUG := true
 run: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_admin
-	$(BIN)/python manage.py seed_demo
+	LOG_LEVEL=WARNING $(BIN)/python manage.py seed_demo
 	@echo "Serving the admin on http://127.0.0.1:8000/admin/ (Ctrl-C stops it)"
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
