@@ -83,6 +83,16 @@ def secret_free(error: BaseException, *secrets: Any) -> None:
             assert secret not in text, "a token appears in an error message"
 
 
+def attempt_write(call: Callable[[], Any], *secrets: Any) -> tuple[bool, Any]:
+    """``attempt(call)``; a refused call must have written no row and quote none of ``secrets``."""
+    before = row_counts()
+    ok, result = attempt(call)
+    if not ok:
+        assert row_counts() == before
+        secret_free(result, *secrets)
+    return ok, result
+
+
 # --- accounts ----------------------------------------------------------------------------------------
 
 
@@ -107,8 +117,7 @@ def test_organization_ensure_and_lookup(linear_id):
     scope=st.one_of(TEXT, ANYTHING),
 )
 def test_linear_token_store(organization_id, access, refresh, app_user_id, expires_at, scope):
-    before = row_counts()
-    ok, token = attempt(
+    ok, token = attempt_write(
         lambda: LinearToken.objects.store(
             organization_id,
             access_token=access,
@@ -116,7 +125,9 @@ def test_linear_token_store(organization_id, access, refresh, app_user_id, expir
             app_user_id=app_user_id,
             expires_at=expires_at,
             scope=scope,
-        )
+        ),
+        access,
+        refresh,
     )
     if ok:
         stored = LinearToken.objects.for_organization(organization_id)
@@ -127,9 +138,6 @@ def test_linear_token_store(organization_id, access, refresh, app_user_id, expir
             scope,
         )
         assert stored.expires_at == expires_at
-    else:
-        assert row_counts() == before
-        secret_free(token, access, refresh)
 
 
 @FUZZ
@@ -142,8 +150,7 @@ def test_linear_token_store(organization_id, access, refresh, app_user_id, expir
     expires_at=st.one_of(AWARE_DATETIME, ANYTHING),
 )
 def test_confluence_token_store(organization_id, cloud_id, site_url, access, refresh, expires_at):
-    before = row_counts()
-    ok, token = attempt(
+    ok, token = attempt_write(
         lambda: ConfluenceToken.objects.store(
             organization_id,
             cloud_id=cloud_id,
@@ -151,14 +158,14 @@ def test_confluence_token_store(organization_id, cloud_id, site_url, access, ref
             access_token=access,
             refresh_token=refresh,
             expires_at=expires_at,
-        )
+        ),
+        access,
+        refresh,
     )
     if ok:
         stored = ConfluenceToken.objects.for_organization(organization_id, cloud_id)
         assert (stored.access_token, stored.refresh_token, stored.site_url) == (access, refresh, site_url)
-    else:
-        assert row_counts() == before
-        secret_free(token, access, refresh)
+        assert stored.expires_at == expires_at
 
 
 @FUZZ
@@ -215,8 +222,7 @@ def test_refresh_with_a_refresher_returning_junk(answer):
     epic_id=st.one_of(st.none(), ANYTHING),
 )
 def test_planning_session_start(organization_id, url, title, document_id, epic_id):
-    before = row_counts()
-    ok, session = attempt(
+    ok, session = attempt_write(
         lambda: PlanningSession.objects.start(
             organization_id,
             confluence_page_url=url,
@@ -229,8 +235,6 @@ def test_planning_session_start(organization_id, url, title, document_id, epic_i
         stored = PlanningSession.objects.get(pk=session.pk)
         assert (stored.confluence_page_url, stored.planning_title, stored.status) == (url, title, "pending")
         assert stored in PlanningSession.objects.for_organization(organization_id)
-    else:
-        assert row_counts() == before
 
 
 @FUZZ
@@ -278,16 +282,13 @@ _ENABLER = st.one_of(
 )
 def test_save_planning_result(features, enablers):
     session = make_planning_session()
-    before = row_counts()
-    ok, counts = attempt(lambda: save_planning_result(session, features=features, enablers=enablers))
+    ok, counts = attempt_write(lambda: save_planning_result(session, features=features, enablers=enablers))
     if ok:
         assert Feature.objects.filter(planning_session=session).count() == counts.features.created
         assert Enabler.objects.filter(planning_session=session).count() == counts.enablers.created
         assert set(Feature.objects.filter(planning_session=session).values_list("feature_id", flat=True)) == {
             f["feature_id"] for f in features or ()
         }
-    else:
-        assert row_counts() == before
 
 
 # --- sync --------------------------------------------------------------------------------------------
@@ -302,15 +303,12 @@ def test_save_planning_result(features, enablers):
     status=st.one_of(st.just("running"), ANYTHING),
 )
 def test_sync_state(page, team, at, organization_id, status):
-    before = row_counts()
-    ok, state = attempt(
+    ok, state = attempt_write(
         lambda: SyncState.objects.mark_synced(page, team, at, organization_id=organization_id)
     )
     if ok:
         assert SyncState.objects.last_synced_at(page, team) == (at or state.last_synced_at)
         assert state.status == "idle"
-    else:
-        assert row_counts() == before
     ok, state = attempt(lambda: SyncState.objects.set_status(page, team, status))
     assert not ok or SyncState.objects.get(pk=state.pk).status == status
     attempt(lambda: SyncState.objects.last_synced_at(page, team))
@@ -334,8 +332,7 @@ def test_sync_history_record(page, team, success, error, counters, synced_at, or
         "conflicts_detected",
         "conflicts_resolved",
     ]
-    before = row_counts()
-    ok, entry = attempt(
+    ok, entry = attempt_write(
         lambda: SyncHistory.objects.record(
             page,
             team,
@@ -350,8 +347,6 @@ def test_sync_history_record(page, team, success, error, counters, synced_at, or
         stored = SyncHistory.objects.for_pair(page, team).get(pk=entry.pk)
         assert [getattr(stored, name) for name in names] == counters
         assert (stored.success, stored.error) == (success, error or "")
-    else:
-        assert row_counts() == before
 
 
 @FUZZ
@@ -365,8 +360,7 @@ def test_conflict_store(data, conflict_id, page, team):
     item_id = data.draw(IDENTIFIER)
     linear_change = data.draw(change(item_id, "linear"))
     confluence_change = data.draw(change(item_id, "confluence"))
-    before = row_counts()
-    ok, conflict = attempt(
+    ok, conflict = attempt_write(
         lambda: Conflict.objects.store(
             conflict_id,
             linear_change=linear_change,
@@ -379,8 +373,6 @@ def test_conflict_store(data, conflict_id, page, team):
         stored = Conflict.objects.get(pk=conflict_id)
         assert (stored.linear_change, stored.confluence_change) == (linear_change, confluence_change)
         assert stored in Conflict.objects.unresolved()
-    else:
-        assert row_counts() == before
 
 
 @FUZZ
@@ -489,8 +481,7 @@ def test_issue_cache_upsert_many_refuses_a_non_iterable(issues):
     batch_size=st.one_of(st.just(1000), COUNTER),
 )
 def test_issue_cache_upsert_many(organization_id, issues, batch_size):
-    before = row_counts()
-    ok, written = attempt(
+    ok, written = attempt_write(
         lambda: LinearIssueCache.objects.upsert_many(organization_id, issues, batch_size=batch_size)
     )
     if ok:
@@ -498,8 +489,6 @@ def test_issue_cache_upsert_many(organization_id, issues, batch_size):
         assert written == len(by_id)
         for issue_id, issue in by_id.items():
             assert LinearIssueCache.objects.get(linear_issue_id=issue_id).issue_data == issue
-    else:
-        assert row_counts() == before
 
 
 @FUZZ
