@@ -25,6 +25,7 @@ from django.views.debug import technical_500_response
 from accounts.fields import TokenDecryptionError
 from accounts.models import ConfluenceToken, LinearToken, TokenRefreshError
 from tests.security.conftest import (
+    CONFLUENCE_REFRESH,
     LINEAR_ACCESS,
     LINEAR_REFRESH,
     TOKENS,
@@ -63,8 +64,14 @@ def test_token_flows_log_no_plaintext_even_at_debug(tokens, settings):
         assert linear.access_token == LINEAR_ACCESS
         linear.refresh(issue_new_pair)
         confluence = ConfluenceToken.objects.for_organization("org-secrets", "cloud-1")
+        spent: list[str] = []
+
+        def recording_failing_refresher(refresh_token: str) -> Any:
+            spent.append(refresh_token)
+            return failing_refresher(refresh_token)
+
         with pytest.raises(TokenRefreshError) as refused:
-            confluence.refresh(failing_refresher)
+            confluence.refresh(recording_failing_refresher)
         LinearToken.objects.store(
             "org-secrets-2",
             access_token=LINEAR_ACCESS,
@@ -79,6 +86,8 @@ def test_token_flows_log_no_plaintext_even_at_debug(tokens, settings):
     assert any("accounts_lineartoken" in text for text in logs.texts)
     assert "accounts.models" in logs.names
     assert_no_token(logs.text, "log records")
+    # The refresher really got the plaintext (so its error quoted it): otherwise the check below is empty.
+    assert spent == [CONFLUENCE_REFRESH]
     assert_no_token(str(refused.value), "the TokenRefreshError message")
     # The rotation re-encrypted under the new key: still the same plaintext behind it.
     assert LinearToken.objects.for_organization("org-secrets").access_token == REFRESHED_ACCESS
