@@ -55,6 +55,23 @@ from tests.legacy.old_data import (
 
 pytestmark = pytest.mark.django_db
 
+#: The SyncHistory columns an import fills, compared row by row in the history assertions.
+HISTORY_FIELDS = (
+    "organization_id",
+    "confluence_page_id",
+    "linear_team_id",
+    "success",
+    "error",
+    "created_issues",
+    "updated_issues",
+    "confluence_changes",
+    "conflicts_detected",
+    "conflicts_resolved",
+    "direction",
+    "deleted_issues",
+    "synced_at",
+)
+
 TARGET_MODELS = [
     Organization,
     LinearToken,
@@ -480,23 +497,8 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape):
             "at": utc(2025, 3, 6, 11),
         },
     ]
-    history_fields = (
-        "organization_id",
-        "confluence_page_id",
-        "linear_team_id",
-        "success",
-        "error",
-        "created_issues",
-        "updated_issues",
-        "confluence_changes",
-        "conflicts_detected",
-        "conflicts_resolved",
-        "direction",
-        "deleted_issues",
-        "synced_at",
-    )
-    assert list(SyncHistory.objects.order_by("synced_at").values(*history_fields)) == [
-        dict(zip(history_fields, row, strict=True))
+    assert list(SyncHistory.objects.order_by("synced_at").values(*HISTORY_FIELDS)) == [
+        dict(zip(HISTORY_FIELDS, row, strict=True))
         for row in [
             (None, "page-1", "team-a", True, "", 1, 2, 3, 0, 0, "", None, utc(2025, 1, 1, 0, 0, 0, 999000)),
             (
@@ -925,23 +927,8 @@ def test_first_shape_sync_history_configs_and_sync_conflicts(old_db):
     ]
     config = ImportedRow.objects.get(old_table="sync_configs")
     assert config.data == {"direction": "bidirectional", "frequency": "hourly", "enabled": True}
-    history_fields = (
-        "organization_id",
-        "confluence_page_id",
-        "linear_team_id",
-        "success",
-        "error",
-        "created_issues",
-        "updated_issues",
-        "confluence_changes",
-        "conflicts_detected",
-        "conflicts_resolved",
-        "direction",
-        "deleted_issues",
-        "synced_at",
-    )
-    assert list(SyncHistory.objects.order_by("success").values(*history_fields)) == [
-        dict(zip(history_fields, row, strict=True))
+    assert list(SyncHistory.objects.order_by("success").values(*HISTORY_FIELDS)) == [
+        dict(zip(HISTORY_FIELDS, row, strict=True))
         for row in [
             (org_u.pk, page, "team-a", False, "Timeout ü", 0, 0, 0, 0, 0, "bidirectional", 0, aware(T1)),
             (org_u.pk, page, "team-a", True, "", 3, 2, 0, 1, 0, "linear_to_confluence", 1, aware(T1)),
