@@ -15,7 +15,7 @@ their non-secret columns.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -115,7 +115,11 @@ class TokenCount:
 class TokenPanel:
     counts: list[TokenCount]
     rows: list[TokenRow]
-    total: int = field(default=0)
+
+    @property
+    def total(self) -> int:
+        """Tokens expired or expiring within 24 hours, over every model shown."""
+        return sum(count.count for count in self.counts)
 
 
 @dataclass(frozen=True)
@@ -272,4 +276,4 @@ def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMI
                 )
             )
     rows.sort(key=lambda row: row.expires_at)
-    return TokenPanel(counts=counts, rows=rows[:limit], total=sum(c.count for c in counts))
+    return TokenPanel(counts=counts, rows=rows[:limit])

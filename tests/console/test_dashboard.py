@@ -146,6 +146,7 @@ def test_token_panel_shows_expired_and_expiring_without_tokens(admin_client):
     soon = make_confluence_token(organization=make_organization(name="Umbrella"), expires_at=now + 23 * hours)
     html = admin_client.get(INDEX).content.decode()
     panel = _panel(html, "console-tokens")
+    assert 'Tokens due <span class="console-total">3</span>' in panel
     counts = re.findall(r'<a href="([^"]+)"><strong>(\d+)</strong> ([^<]+)</a>', panel)
     assert counts == [
         ("/admin/accounts/lineartoken/?state=expired", "1", "Linear token expired"),
@@ -201,6 +202,7 @@ def test_dashboard_costs_eleven_queries(admin_user, django_assert_num_queries):
         ("Confluence token", "expired", 0),
         ("Confluence token", "expiring", 3),
     ]
+    assert dashboard.tokens.total == 6
 
 
 def _staff(*perms: str) -> User:
