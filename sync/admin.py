@@ -121,16 +121,17 @@ def sorts_by_code_point(alias: str) -> bool:
     return collation in {"C", "POSIX"} or collation.upper().startswith("C.")
 
 
-def prefix_condition(field: str, prefix: str, alias: str) -> Q:
+def prefix_condition(field: str, prefix: str, by_code_point: bool) -> Q:
     """``field`` starts with ``prefix``, written so that a B-tree index on ``field`` can answer it.
 
     ``LIKE 'p%'`` uses a plain B-tree index only under the C collation (PostgreSQL) or with
     case-sensitive LIKE (SQLite); the equivalent range ``p <= field < p'`` (``p'``: last character + 1)
-    uses it wherever text sorts by code point, and ``startswith`` keeps the result exact elsewhere.
+    uses it wherever text sorts by code point (``by_code_point``, from :func:`sorts_by_code_point`), and
+    ``startswith`` keeps the result exact elsewhere.
     """
     condition = Q(**{f"{field}__startswith": prefix})
     last = ord(prefix[-1])
-    if last < 0x10FFFF and sorts_by_code_point(alias):
+    if last < 0x10FFFF and by_code_point:
         upper = prefix[:-1] + chr(last + 1)
         condition &= Q(**{f"{field}__gte": prefix, f"{field}__lt": upper})
     return condition
@@ -377,8 +378,10 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
             return queryset.none(), False
         if term.endswith("*") and term.rstrip("*"):
             prefix = term.rstrip("*")
-            condition = prefix_condition("pk", prefix, queryset.db) | prefix_condition(
-                "item_id", prefix, queryset.db
+            # One collation lookup per search (a query on PostgreSQL), shared by both columns.
+            by_code_point = sorts_by_code_point(queryset.db)
+            condition = prefix_condition("pk", prefix, by_code_point) | prefix_condition(
+                "item_id", prefix, by_code_point
             )
         else:
             ids = {term} if term.startswith("conflict-") else {term, f"conflict-{term}"}

@@ -483,6 +483,20 @@ def test_changelist_search_by_conflict_id_and_item_id(su_client, term, expected)
     assert _listed(su_client.get(CHANGELIST, {"q": term})) == expected
 
 
+def test_prefix_search_looks_up_the_collation_once(rf, django_assert_num_queries):
+    from django.contrib import admin
+
+    from sync.admin import ConflictAdmin
+
+    make_conflict(id="conflict-PAY-12", item_id="PAY-12")
+    # Building the condition reads the database collation (PostgreSQL only), once for both columns.
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 0):
+        queryset, _ = ConflictAdmin(Conflict, admin.site).get_search_results(
+            rf.get(CHANGELIST), Conflict.objects.all(), "PAY-1*"
+        )
+    assert list(queryset.values_list("pk", flat=True)) == ["conflict-PAY-12"]
+
+
 def test_changelist_loads_no_json_column(su_client):
     make_pay_conflict()
     with CaptureQueriesContext(connection) as captured:
