@@ -11,7 +11,7 @@ from django.db import models, transaction
 
 from accounts.fields import EncryptedTokenField, EncryptedValue
 from accounts.models import ConfluenceToken, LinearToken
-from accounts.validation import clean_non_negative_int
+from accounts.validation import MAX_NON_NEGATIVE_INT, clean_non_negative_int
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ TOKEN_MODELS: tuple[type[models.Model], ...] = (LinearToken, ConfluenceToken)
 
 DEFAULT_BATCH_SIZE = 500
 #: Largest batch accepted (the bound of ``clean_non_negative_int``); far above any useful size.
-MAX_BATCH_SIZE = 2_147_483_647
+MAX_BATCH_SIZE = MAX_NON_NEGATIVE_INT
 
 
 @dataclasses.dataclass(frozen=True)

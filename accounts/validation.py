@@ -18,6 +18,8 @@ from django.utils import timezone
 
 #: Longest identifier accepted (Linear ids are UUIDs, Confluence page ids are numbers; a URL fits).
 MAX_IDENTIFIER_LENGTH = 255
+#: Largest integer :func:`clean_non_negative_int` accepts: the top of a PostgreSQL ``integer`` column.
+MAX_NON_NEGATIVE_INT = 2_147_483_647
 
 
 def clean_text(value: Any, name: str, *, required: bool = True, max_length: int | None = None) -> str:
@@ -80,6 +82,6 @@ def clean_non_negative_int(value: Any, name: str) -> int:
         raise ValueError(f"{name} must be an integer, not {type(value).__name__}.")
     if value < 0:
         raise ValidationError(f"{name} must not be negative (got {value}).", code="min_value")
-    if value > 2_147_483_647:
+    if value > MAX_NON_NEGATIVE_INT:
         raise ValidationError(f"{name} is too large (got {value}).", code="max_value")
     return value
