@@ -166,7 +166,11 @@ def test_store_and_resolve_racing_leave_a_consistent_conflict_and_count():
     assert_no_errors(outcomes)
     unresolved = Conflict.objects.filter(is_resolved=False).count()
     assert SyncState.objects.get().conflict_count == unresolved
-    for conflict in Conflict.objects.filter(pk__in=[f"conflict-{i}" for i in range(WRITERS // 2)]):
+    raced = list(Conflict.objects.filter(pk__in=[f"conflict-{i}" for i in range(WRITERS // 2)]))
+    assert len(raced) == WRITERS // 2  # else the loop below checks fewer conflicts than raced
+    # The other half was never touched and is still open.
+    assert unresolved == WRITERS - WRITERS // 2 + sum(not conflict.is_resolved for conflict in raced)
+    for conflict in raced:
         assert conflict.linear_change["itemData"] == {"title": "new"}
         entries = list(ConflictResolution.objects.for_conflict(conflict.pk).values_list("action", flat=True))
         # Resolved then reopened by the store, or the store first and then resolved.
