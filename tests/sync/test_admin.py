@@ -596,6 +596,10 @@ def test_bulk_resolve_reports_conflicts_deleted_meanwhile(su_client):
         ("success", "Resolved 1 conflict (Keep Linear)."),
         ("warning", "1 no longer exist: conflict-b."),
     ]
+    # The message alone would pass if nothing were written: the surviving conflict is really resolved.
+    assert list(Conflict.objects.values_list("pk", "is_resolved", "resolution_strategy")) == [
+        ("conflict-a", True, "linear")
+    ]
 
 
 def test_bulk_resolve_select_across_resolves_every_filtered_conflict(su_client):
