@@ -816,7 +816,7 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
         "short_error",
     ]
     list_filter = [SyncOutcomeFilter, ("synced_at", admin.DateFieldListFilter), PageFilter, TeamFilter]
-    list_select_related = ["organization"]
+    # No list_select_related: the list shows no organization, so joining it would be wasted work.
     search_fields = ["confluence_page_id", "linear_team_id"]
     exact_search_fields = ("confluence_page_id", "linear_team_id")
     search_help_text = "Exact Confluence page id or Linear team id."

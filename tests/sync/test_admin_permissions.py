@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from config.middleware import MAX_SEARCH_TERM_LENGTH
@@ -260,6 +261,17 @@ def test_sync_history_filters_failed_runs_and_by_date(superuser_client):
     assert listed("?synced_at__gte=2025-01-01+00:00:00%2B00:00&outcome=failed") == [failed.pk]
     response = superuser_client.get(url + "?outcome=failed")
     assert b"Linear API: 502" in response.content
+
+
+def test_sync_history_list_reads_only_its_own_table(superuser_client):
+    make_sync_history(success=False, error="timeout")
+    with CaptureQueriesContext(connection) as captured:
+        response = superuser_client.get(reverse("admin:sync_synchistory_changelist"))
+    assert response.status_code == 200
+    selects = [q["sql"] for q in captured.captured_queries if 'FROM "sync_synchistory"' in q["sql"]]
+    assert any('"sync_synchistory"."error"' in sql for sql in selects), selects
+    # The list shows no organization: a JOIN would be wasted work on a table of millions of runs.
+    assert not [sql for sql in selects if "JOIN" in sql]
 
 
 def test_sync_state_lists_conflict_counts_linked_to_the_conflicts_and_last_sync(superuser_client):
