@@ -283,3 +283,21 @@ def test_organization_admin_shows_each_token_status(admin_client: Client) -> Non
     change = admin_client.get(reverse("admin:accounts_organization_change", args=[expiring.pk]))
     assert change.status_code == 200
     assert "expiring within 24h" in change.content.decode()
+
+
+def test_expiry_state_filter_selects_each_state_in_sql(admin_client: Client) -> None:
+    now = timezone.now()
+    expired = make_linear_token(expires_at=now - dt.timedelta(minutes=5))
+    expiring = make_linear_token(expires_at=now + dt.timedelta(hours=3))
+    valid = make_linear_token(expires_at=now + dt.timedelta(days=3))
+    url = reverse("admin:accounts_lineartoken_changelist")
+
+    def listed(query: str) -> set[int]:
+        response = admin_client.get(f"{url}{query}")
+        assert response.status_code == 200
+        return {token.pk for token in response.context["cl"].result_list}
+
+    assert listed("?state=expired") == {expired.pk}
+    assert listed("?state=expiring") == {expiring.pk}
+    assert listed("?state=valid") == {valid.pk}
+    assert listed("") == {expired.pk, expiring.pk, valid.pk}
