@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from sync.models import Conflict, ResolutionStrategy, clean_change
+from sync.models import Conflict, clean_change
 
 #: The change types the agent writes (``legacy-schema.md``, "Conflict JSON").
 CHANGE_TYPES = ("created", "updated", "deleted")
@@ -131,9 +131,3 @@ class ManualResolutionForm(forms.Form):
             )
         # The model's check of a change (itemId, source, itemData, storable JSON): one rule, one place.
         return clean_change(value, "resolved_change")
-
-
-class ResolveStrategyForm(forms.Form):
-    """The strategy posted by the Keep Linear / Keep Confluence / Resolve manually buttons."""
-
-    strategy = forms.ChoiceField(choices=ResolutionStrategy.choices)
