@@ -92,13 +92,8 @@ def field_names(client: Client, url: str) -> tuple[list[str], dict[str, str]]:
     return names, management
 
 
-
-
 def form_cases() -> list[Any]:
-    return [
-        pytest.param(model, view, id=f"{model.__name__}-{view}")
-        for model, view in admin_forms()
-    ]
+    return [pytest.param(model, view, id=f"{model.__name__}-{view}") for model, view in admin_forms()]
 
 
 @pytest.mark.parametrize(("model", "view"), form_cases())
@@ -143,6 +138,9 @@ def test_manual_resolution_with_junk_json_is_a_form_error(change, world, clients
     url = reverse("admin:sync_conflict_resolve", args=[quote(conflict.pk)])
     response = clients["superuser"].post(url, {"strategy": "manual", "resolved_change": change})
     assert response.status_code in {200, 302}
+    if response.status_code == 200:
+        # The review page again, saying what is wrong with the change.
+        assert response.context["manual_form"].errors["resolved_change"]
     stored = Conflict.objects.get(pk=conflict.pk)
     if stored.is_resolved:
         # Only a valid change object resolves; reopen so the next example starts unresolved again.
