@@ -24,8 +24,13 @@ PG_URL = os.environ.get("SCHEMA_TEST_PG_URL", "postgres://postgres@127.0.0.1:543
 def _pg_admin_connection() -> psycopg.Connection:
     cfg = environ.Env.db_url_config(PG_URL)
     return psycopg.connect(
-        host=cfg["HOST"], port=cfg["PORT"] or 5432, user=cfg["USER"], password=cfg["PASSWORD"],
-        dbname=cfg["NAME"], autocommit=True, connect_timeout=5,
+        host=cfg["HOST"],
+        port=cfg["PORT"] or 5432,
+        user=cfg["USER"],
+        password=cfg["PASSWORD"],
+        dbname=cfg["NAME"],
+        autocommit=True,
+        connect_timeout=5,
     )
 
 
@@ -34,7 +39,12 @@ def _snapshot(database_url: str) -> dict:
     env.pop("TEST_DATABASE_NAME", None)
     proc = subprocess.run(
         [sys.executable, "-m", "tests.schema_snapshot"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, f"migrating {database_url.split(':')[0]} failed:\n{proc.stderr}"
     return json.loads(proc.stdout)
@@ -73,10 +83,26 @@ def schema_differences(left: dict, right: dict, names=("sqlite", "postgresql")) 
 
 
 def test_schema_differences_names_table_and_column():
-    left = {"t": {"columns": {"a": {"null": False}}, "primary_key": ["a"], "unique": ["a"], "indexes": [],
-                  "foreign_keys": {}, "checks": ["t_ok"]}}
-    right = {"t": {"columns": {"a": {"null": True}, "b": {"null": False}}, "primary_key": ["a"], "unique": [],
-                   "indexes": [], "foreign_keys": {"a": ["u", "id"]}, "checks": []}}
+    left = {
+        "t": {
+            "columns": {"a": {"null": False}},
+            "primary_key": ["a"],
+            "unique": ["a"],
+            "indexes": [],
+            "foreign_keys": {},
+            "checks": ["t_ok"],
+        }
+    }
+    right = {
+        "t": {
+            "columns": {"a": {"null": True}, "b": {"null": False}},
+            "primary_key": ["a"],
+            "unique": [],
+            "indexes": [],
+            "foreign_keys": {"a": ["u", "id"]},
+            "checks": [],
+        }
+    }
     assert schema_differences(left, right) == [
         "t.a: nullability sqlite={'null': False} postgresql={'null': True}",
         "t.b: column missing on sqlite",
