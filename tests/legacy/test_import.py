@@ -702,6 +702,20 @@ def test_second_run_imports_only_rows_added_since(second_shape):
     assert Story.objects.get(pk=40).planning_feature_id == 10
 
 
+def test_second_run_recounts_a_pair_left_without_unresolved_conflicts(second_shape):
+    old_db, sqlite_path = second_shape
+    import_legacy(source_url=old_db.url, sqlite_file=str(sqlite_path))
+    # A count left over from an earlier run whose conflicts have since been resolved.
+    SyncState.objects.filter(confluence_page_id="page-1").update(conflict_count=3)
+    kept = dict(SyncState.objects.values_list("confluence_page_id", "updated_at"))
+    import_legacy(source_url=old_db.url, sqlite_file=str(sqlite_path))
+    assert list(
+        SyncState.objects.order_by("confluence_page_id").values_list(
+            "confluence_page_id", "conflict_count", "updated_at"
+        )
+    ) == [("page-1", 0, kept["page-1"]), ("page-2", 0, kept["page-2"])]
+
+
 def test_dry_run_writes_nothing_but_reports_everything(second_shape):
     old_db, sqlite_path = second_shape
     before = counts()
