@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Any
 
+from benchmarks.common import make_result
+
 logger = logging.getLogger(__name__)
 
 SMALL = 10_000
@@ -88,18 +90,9 @@ def _setup_django() -> None:
     django.setup()
 
 
-def _result(name: str, *, metric: str, value: float | None, baseline: float | None, note: str) -> dict:
-    ratio = value / baseline if value is not None and baseline else None
-    return {
-        "name": name,
-        "engine": "postgresql",
-        "metric": metric,
-        "value": None if value is None else round(value, 3),
-        "baseline": None if baseline is None else round(baseline, 3),
-        "ratio": None if ratio is None else round(ratio, 3),
-        "unit": "ms",
-        "note": note,
-    }
+def _result(name: str, **fields: Any) -> dict[str, Any]:
+    """One result row of this PostgreSQL-only benchmark, in milliseconds."""
+    return make_result(name, engine="postgresql", unit="ms", **fields)
 
 
 def _measure(client: Any, url: str) -> tuple[float, int, bool]:

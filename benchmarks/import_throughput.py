@@ -28,6 +28,8 @@ import time
 import tracemalloc
 from typing import Any
 
+from benchmarks.common import make_result
+
 logger = logging.getLogger(__name__)
 
 ROWS = 200_000
@@ -64,20 +66,9 @@ def _server_url(database: str) -> str:
     return f"postgresql://{user}{password}@{host}:{port}/{database}"
 
 
-def _result(
-    name: str, *, metric: str, value: float | None, baseline: float | None, unit: str, note: str
-) -> dict[str, Any]:
-    ratio = value / baseline if value is not None and baseline else None
-    return {
-        "name": name,
-        "engine": "postgresql",
-        "metric": metric,
-        "value": None if value is None else round(value, 3),
-        "baseline": None if baseline is None else round(baseline, 3),
-        "ratio": None if ratio is None else round(ratio, 3),
-        "unit": unit,
-        "note": note,
-    }
+def _result(name: str, **fields: Any) -> dict[str, Any]:
+    """One result row of this PostgreSQL-only benchmark."""
+    return make_result(name, engine="postgresql", **fields)
 
 
 def _raw_copy_seconds(source_url: str, target_url: str, tables: list[str]) -> float:
