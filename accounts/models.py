@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cryptography.fernet import InvalidToken
@@ -17,6 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.fields import SERIALIZED_PREFIX, EncryptedTokenField, EncryptedValue, TokenDecryptionError
 from accounts.validation import clean_aware_datetime, clean_identifier, clean_text
+from config.db import upsert_one
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,11 @@ class OrganizationQuerySet(models.QuerySet["Organization"]):
     def by_linear_id(self, linear_id: Any) -> Organization | None:
         """The organization with this Linear organization id, or ``None``."""
         linear_id = clean_identifier(linear_id, "organization_id")
-        return self.filter(linear_id=linear_id).first()
+        # get(), not first(): linear_id is unique, and first() would add an ORDER BY for nothing.
+        try:
+            return self.get(linear_id=linear_id)
+        except self.model.DoesNotExist:
+            return None
 
 
 class Organization(models.Model):
@@ -161,6 +167,24 @@ def encrypt_tokens(model: type[models.Model], tokens: Sealed) -> Sealed:
     )
 
 
+@contextlib.contextmanager
+def _organization_for_store(using: str, linear_id: str) -> Iterator[Organization]:
+    """The organization a token store writes for; the store's block runs in a transaction if it is new.
+
+    The usual store replaces the token of a known organization: one lookup, then the upsert alone, a
+    single statement that needs no ``BEGIN``/``COMMIT`` round trips around it. An organization seen
+    for the first time is created in the same transaction as its token, so that a failed store leaves
+    neither behind.
+    """
+    organizations = Organization.objects.db_manager(using)
+    organization = organizations.by_linear_id(linear_id)
+    if organization is not None:
+        yield organization
+        return
+    with transaction.atomic(using=using):
+        yield organizations.ensure(linear_id)
+
+
 def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None = None) -> TokenStatus:
     """The admin's expiry state of a token expiring at ``expires_at`` (``None``: no token)."""
     if expires_at is None:
@@ -218,8 +242,7 @@ class OAuthToken(models.Model):
     refresh_token = EncryptedTokenField(null=True, blank=True)
     expires_at = models.DateTimeField(help_text="When the access token expires (aware).")
     scope = models.CharField(max_length=1000, blank=True, default="")
-    # db_default makes INSERT ... RETURNING include created_at, so store() learns the stored creation
-    # time of an existing row from its upsert instead of re-reading the row (benchmarks/hot_paths.py).
+    # db_default: a row inserted without Django (an SQL session, a script) still gets a creation time.
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -408,20 +431,18 @@ class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
         app_user_id = clean_identifier(app_user_id, "app_user_id")
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
-        with transaction.atomic(using=self.db):
-            organization = Organization.objects.db_manager(self.db).ensure(linear_id)
-            ciphertexts = encrypt_tokens(self.model, tokens)
-            token = self.model(
-                organization=organization,
-                access_token=ciphertexts.value[0],
-                refresh_token=ciphertexts.value[1],
-                app_user_id=app_user_id,
-                expires_at=expires_at,
-                scope=scope,
-            )
-            self.bulk_create(
-                [token],
-                update_conflicts=True,
+        ciphertexts = encrypt_tokens(self.model, tokens)
+        with _organization_for_store(self.db, linear_id) as organization:
+            token = upsert_one(
+                self,
+                self.model(
+                    organization=organization,
+                    access_token=ciphertexts.value[0],
+                    refresh_token=ciphertexts.value[1],
+                    app_user_id=app_user_id,
+                    expires_at=expires_at,
+                    scope=scope,
+                ),
                 unique_fields=["organization"],
                 update_fields=[
                     "access_token",
@@ -432,9 +453,6 @@ class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
                     "updated_at",
                 ],
             )
-        # The upsert's RETURNING set the row's id and stored created_at on ``token``, and the tokens
-        # went in as ciphertext: ``token`` is what a re-read would return (lazily decrypted, with its
-        # organization), without the re-read's round trip.
         logger.info("Stored %r", token)
         return token
 
@@ -494,21 +512,19 @@ class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySe
         site_url = clean_text(site_url, "site_url", max_length=500)
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
-        with transaction.atomic(using=self.db):
-            organization = Organization.objects.db_manager(self.db).ensure(linear_id)
-            ciphertexts = encrypt_tokens(self.model, tokens)
-            token = self.model(
-                organization=organization,
-                cloud_id=cloud_id,
-                site_url=site_url,
-                access_token=ciphertexts.value[0],
-                refresh_token=ciphertexts.value[1],
-                expires_at=expires_at,
-                scope=scope,
-            )
-            self.bulk_create(
-                [token],
-                update_conflicts=True,
+        ciphertexts = encrypt_tokens(self.model, tokens)
+        with _organization_for_store(self.db, linear_id) as organization:
+            token = upsert_one(
+                self,
+                self.model(
+                    organization=organization,
+                    cloud_id=cloud_id,
+                    site_url=site_url,
+                    access_token=ciphertexts.value[0],
+                    refresh_token=ciphertexts.value[1],
+                    expires_at=expires_at,
+                    scope=scope,
+                ),
                 unique_fields=["organization", "cloud_id"],
                 update_fields=[
                     "site_url",
@@ -519,7 +535,6 @@ class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySe
                     "updated_at",
                 ],
             )
-        # As in LinearToken.objects.store: RETURNING gave id and created_at; no re-read.
         logger.info("Stored %r", token)
         return token
 

@@ -35,6 +35,7 @@ from accounts.validation import (
     clean_optional_identifier,
     clean_text,
 )
+from config.db import upsert_one
 from sync.diff import DiffRow, differing_field_count, item_data_diff, json_equal
 
 logger = logging.getLogger(__name__)
@@ -173,39 +174,27 @@ class SyncStateManager(models.Manager["SyncState"]):
         now = timezone.now()
         at = clean_aware_datetime(at, "at", required=False) or now
         organization = None
+        update_fields = ["last_synced_at", "status", "updated_at"]
         if organization_id is not None:
             organization = Organization.objects.ensure(organization_id)
-        update_fields = ["last_synced_at", "status", "updated_at"]
-        if organization is not None:
             update_fields.append("organization")
-        pair = self.filter(confluence_page_id=page, linear_team_id=team)
-        # The usual call marks a pair that already has a row: one UPDATE in autocommit. The upsert
-        # below would cost three round trips on PostgreSQL (bulk_create always wraps itself in
-        # BEGIN ... COMMIT), so mark_synced took 4 instead of 2 (benchmarks/hot_paths.py).
-        changes = {"last_synced_at": at, "status": SyncStatus.IDLE, "updated_at": now}
-        if organization is not None:
-            changes["organization"] = organization
-        if pair.update(**changes):
-            return pair.get()
-        # No row yet: INSERT ... ON CONFLICT (page, team) DO UPDATE, so concurrent first calls never
-        # collide on the unique constraint the way get-then-create would.
-        self.bulk_create(
-            [
-                SyncState(
-                    organization=organization,
-                    confluence_page_id=page,
-                    linear_team_id=team,
-                    last_synced_at=at,
-                    status=SyncStatus.IDLE,
-                    created_at=now,
-                    updated_at=now,
-                )
-            ],
-            update_conflicts=True,
+        # One INSERT ... ON CONFLICT (page, team) DO UPDATE ... RETURNING, outside any transaction of
+        # its own: race-safe for concurrent first calls, and one round trip (bulk_create's BEGIN and
+        # COMMIT, then a re-read, made it four on PostgreSQL: benchmarks/hot_paths.py).
+        return upsert_one(
+            self,
+            SyncState(
+                organization=organization,
+                confluence_page_id=page,
+                linear_team_id=team,
+                last_synced_at=at,
+                status=SyncStatus.IDLE,
+                created_at=now,
+                updated_at=now,
+            ),
             unique_fields=["confluence_page_id", "linear_team_id"],
             update_fields=update_fields,
         )
-        return pair.get()
 
     def set_status(self, confluence_page_id: Any, linear_team_id: Any, status: Any) -> SyncState:
         """Set the pair's status (idle, running, failed), creating the row when absent; race-safe."""
@@ -216,21 +205,18 @@ class SyncStateManager(models.Manager["SyncState"]):
                 f"status must be one of {', '.join(SyncStatus.values)} (got {status!r}).", code="invalid"
             )
         now = timezone.now()
-        self.bulk_create(
-            [
-                SyncState(
-                    confluence_page_id=page,
-                    linear_team_id=team,
-                    status=status,
-                    created_at=now,
-                    updated_at=now,
-                )
-            ],
-            update_conflicts=True,
+        return upsert_one(
+            self,
+            SyncState(
+                confluence_page_id=page,
+                linear_team_id=team,
+                status=status,
+                created_at=now,
+                updated_at=now,
+            ),
             unique_fields=["confluence_page_id", "linear_team_id"],
             update_fields=["status", "updated_at"],
         )
-        return self.get(confluence_page_id=page, linear_team_id=team)
 
     def refresh_conflict_counts(self, pairs: Iterable[tuple[str, str]], *, create: bool = False) -> None:
         """Set ``conflict_count`` of each (page, team) pair to its number of unresolved conflicts.

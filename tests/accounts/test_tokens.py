@@ -13,12 +13,13 @@ import pytest
 from django.core import serializers
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import DatabaseError
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.backends.utils import CursorWrapper
 from django.test import RequestFactory
 from django.utils import timezone
 from django.views.debug import technical_500_response
 
+from accounts import models as accounts_models
 from accounts.fields import EncryptedValue, TokenDecryptionError
 from accounts.models import (
     ConfluenceToken,
@@ -140,12 +141,36 @@ def test_store_twice_keeps_one_row_with_the_last_values() -> None:
     assert second.created_at == first.created_at
 
 
-def test_store_runs_a_bounded_number_of_queries(django_assert_max_num_queries: Any) -> None:
-    make_organization(linear_id="org-1")
-    # Savepoint, organization get, the upsert (RETURNING id, created_at), release: no re-read.
-    with django_assert_max_num_queries(4) as captured:
-        store_linear("org-1")
-    assert not any(query["sql"].upper().startswith('SELECT "ACCOUNTS_LINEARTOKEN"') for query in captured)
+def test_store_for_a_known_organization_is_a_lookup_and_one_upsert(
+    django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    organization = make_organization(linear_id="org-1")
+    monkeypatch.setattr(transaction, "atomic", _refuse_transaction)
+    # The organization lookup, then INSERT ... ON CONFLICT ... RETURNING: no transaction around the
+    # single write (two round trips on PostgreSQL), no re-read of the token.
+    with django_assert_num_queries(2) as captured:
+        token = store_linear("org-1")
+    sqls = [query["sql"].upper() for query in captured]
+    assert sqls[0].startswith("SELECT") and "ACCOUNTS_ORGANIZATION" in sqls[0]
+    assert sqls[1].startswith("INSERT") and "ON CONFLICT" in sqls[1]
+    assert token.organization is not None and token.organization.pk == organization.pk
+    assert token.access_token == ACCESS
+
+
+def _refuse_transaction(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("a store for a known organization opened a transaction")
+
+
+def test_store_for_a_new_organization_creates_it_in_the_tokens_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def failing_upsert(*args: Any, **kwargs: Any) -> None:
+        raise IntegrityError("the token upsert failed")
+
+    monkeypatch.setattr(accounts_models, "upsert_one", failing_upsert)
+    with pytest.raises(IntegrityError):
+        store_linear("org-new")
+    assert not Organization.objects.filter(linear_id="org-new").exists()
 
 
 def test_confluence_store_upserts_per_cloud_id() -> None:

@@ -17,7 +17,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models.query import QuerySet
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import LinearToken
+from accounts.models import LinearToken, Organization
 from planning.models import Enabler, Feature, PlanningSession, Story
 from planning.services import save_planning_result
 from sync.models import Conflict, ConflictResolution, SyncState
@@ -160,7 +160,14 @@ def test_killed_during_token_store_keeps_the_old_token_and_the_retry_works():
             expires_at=EXPIRES,
         )
 
-    worker = Worker(store, store)
+    def store_again() -> LinearToken:
+        # The killed upsert ran alone, outside a transaction: nothing rolled back and closed the dead
+        # connection for the worker. Between jobs a worker calls close_old_connections()
+        # (docs/api.md), which replaces it; a request does the same at its start.
+        close_old_connections()
+        return store()
+
+    worker = Worker(store, store_again)
     from django.db import transaction
 
     # Hold the row lock so the worker's upsert waits inside its transaction, then kill it there.
@@ -399,21 +406,32 @@ def test_failure_writing_the_resolution_log_leaves_the_conflict_unresolved(monke
     assert not ConflictResolution.objects.exists()
 
 
+def _fail_on(table: str):
+    """An execute wrapper that fails every INSERT into ``table`` as the server would."""
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.upper().startswith("INSERT") and table in sql:
+            raise DatabaseError(f"injected failure of the insert into {table}")
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
 @pytest.mark.django_db
-def test_failure_after_the_token_upsert_keeps_the_old_token(monkeypatch):
-    """The upsert ran and then the transaction failed: the old token is what stays."""
+def test_a_failed_token_upsert_keeps_the_old_token():
+    """A store for a known organization is one statement: when it fails, the old token is what stays."""
     LinearToken.objects.store("org-f", access_token="old-access", app_user_id="app", expires_at=EXPIRES)
-    original = QuerySet.bulk_create
-
-    def upsert_then_fail(self: QuerySet, *args: Any, **kwargs: Any) -> Any:
-        result = original(self, *args, **kwargs)
-        if self.model is LinearToken:
-            raise DatabaseError("injected failure after the upsert")
-        return result
-
-    monkeypatch.setattr(QuerySet, "bulk_create", upsert_then_fail)
-    with pytest.raises(DatabaseError):
+    with pytest.raises(DatabaseError), connection.execute_wrapper(_fail_on("accounts_lineartoken")):
         LinearToken.objects.store("org-f", access_token="new-access", app_user_id="app", expires_at=EXPIRES)
-    monkeypatch.undo()
 
     assert LinearToken.objects.get().access_token == "old-access"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_first_store_leaves_no_organization_behind():
+    """The organization a first store creates shares the token's transaction (committed, not a test's)."""
+    with pytest.raises(DatabaseError), connection.execute_wrapper(_fail_on("accounts_lineartoken")):
+        LinearToken.objects.store("org-new", access_token="access", app_user_id="app", expires_at=EXPIRES)
+
+    assert not Organization.objects.filter(linear_id="org-new").exists()
+    assert not LinearToken.objects.exists()

@@ -86,21 +86,19 @@ def test_mark_synced_resets_a_failed_status_to_idle():
     assert SyncState.objects.mark_synced("page", "team").status == "idle"
 
 
-def test_mark_synced_is_one_statement_plus_the_read(django_assert_num_queries):
-    SyncState.objects.mark_synced("page", "team")
-    # An existing pair: one UPDATE (no transaction of its own), then the read.
-    with django_assert_num_queries(2) as captured:
-        SyncState.objects.mark_synced("page", "team")
-    assert captured.captured_queries[0]["sql"].upper().startswith("UPDATE")
-
-
-def test_mark_synced_of_a_new_pair_upserts_after_the_update_matched_nothing(django_assert_num_queries):
-    with django_assert_num_queries(3) as captured:
+@pytest.mark.parametrize("existing", [True, False], ids=["existing pair", "new pair"])
+def test_mark_synced_is_one_upsert_statement(existing, django_assert_num_queries):
+    if existing:
+        make_sync_state(confluence_page_id="page", linear_team_id="team", conflict_count=2)
+    # INSERT ... ON CONFLICT ... RETURNING: no UPDATE first, no re-read, no transaction of its own
+    # (tests/test_db.py), whether the row exists or not.
+    with django_assert_num_queries(1) as captured:
         state = SyncState.objects.mark_synced("page", "team")
-    sqls = [query["sql"].upper() for query in captured.captured_queries]
-    assert sqls[0].startswith("UPDATE")
-    assert "ON CONFLICT" in sqls[1]
-    assert SyncState.objects.get().pk == state.pk
+    sql = captured.captured_queries[0]["sql"].upper()
+    assert sql.startswith("INSERT") and "ON CONFLICT" in sql
+    stored = SyncState.objects.get()
+    assert (state.pk, state.conflict_count) == (stored.pk, stored.conflict_count)
+    assert state.conflict_count == (2 if existing else 0)
 
 
 def test_mark_synced_does_not_touch_the_conflict_count():
