@@ -11,14 +11,14 @@ from typing import Any
 from cryptography.fernet import InvalidToken
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models, router, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.fields import SERIALIZED_PREFIX, EncryptedTokenField, EncryptedValue, TokenDecryptionError
 from accounts.validation import clean_aware_datetime, clean_identifier, clean_text
-from config.db import upsert_one
+from config.db import CompiledQuery, upsert_one
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,33 @@ class OrganizationQuerySet(models.QuerySet["Organization"]):
             return None
 
 
+class OrganizationManager(models.Manager.from_queryset(OrganizationQuerySet)):
+    """``Organization.objects``: the lookup every write makes, compiled once per connection."""
+
+    # config.db.CompiledQuery: building and compiling this lookup took longer than its round trip on
+    # every token store and every write that names an organization (benchmarks/hot_paths.py).
+    _by_linear_id_query: CompiledQuery[Organization] = CompiledQuery(
+        lambda linear_id: Organization._base_manager.filter(linear_id=linear_id).order_by()[:1],
+        arguments=1,
+    )
+
+    def by_linear_id(self, linear_id: Any) -> Organization | None:
+        """The organization with this Linear organization id, or ``None``."""
+        linear_id = clean_identifier(linear_id, "organization_id")
+        rows = self._by_linear_id_query(linear_id, using=self.db)  # linear_id is unique: 0 or 1 row
+        return rows[0] if rows else None
+
+    def ensure(self, linear_id: Any, *, name: str = "") -> Organization:
+        """Return the organization with this Linear organization id, creating it on first use.
+
+        Race-safe: ``get_or_create`` (for a new id) is backed by the unique constraint on ``linear_id``.
+        """
+        using = self._db or router.db_for_write(self.model, **self._hints)
+        return self.db_manager(using).by_linear_id(linear_id) or self.get_queryset().using(using).ensure(
+            linear_id, name=name
+        )
+
+
 class Organization(models.Model):
     """The tenant: a Linear workspace, addressed everywhere by its Linear organization id."""
 
@@ -76,7 +103,7 @@ class Organization(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = OrganizationQuerySet.as_manager()
+    objects = OrganizationManager()
 
     class Meta:
         ordering = ["linear_id"]
@@ -405,6 +432,24 @@ class LinearTokenQuerySet(OAuthTokenQuerySet):
 
 class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
     """``LinearToken.objects``: the queries above plus ``store``, the agent's write."""
+
+    # The agent's most frequent read, compiled once per connection (config.db.CompiledQuery): building
+    # and compiling it took longer than its round trip on every call (benchmarks/hot_paths.py).
+    _for_organization_query: CompiledQuery[LinearToken] = CompiledQuery(
+        lambda linear_id: (
+            LinearToken._base_manager.select_related("organization")
+            .filter(organization__linear_id=linear_id)
+            .order_by()[:1]
+        ),
+        arguments=1,
+    )
+
+    def for_organization(self, organization_id: Any) -> LinearToken | None:
+        """The organization's Linear token (expired ones too: check ``is_expired()``), or ``None``."""
+        linear_id = clean_identifier(organization_id, "organization_id")
+        # One token per organization (one-to-one): zero or one row, no ORDER BY.
+        rows = self._for_organization_query(linear_id, using=self.db)
+        return rows[0] if rows else None
 
     # A manager method, not a QuerySet one: the proxy frame Django puts in front of QuerySet methods
     # would hold the tokens in its ``kwargs``, visible on a DEBUG crash page.

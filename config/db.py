@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypeVar
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.query import FlatValuesListIterable, ModelIterable, get_related_populators
 
 ModelT = TypeVar("ModelT", bound=models.Model)
+ResultT = TypeVar("ResultT")
 
 
 def upsert_one(
@@ -67,3 +72,122 @@ def upsert_one(
             if related is not None and related.pk == getattr(stored, field.attname):
                 field.set_cached_value(stored, related)
     return stored
+
+
+class CompiledQuery(Generic[ResultT]):
+    """A query of fixed shape whose SQL Django compiles once per connection, then runs with new values.
+
+    Django builds and compiles a queryset's SQL on every evaluation. For the agent's one-row lookups
+    on a local PostgreSQL that costs more than the round trip itself (docs/benchmarks.md, finding 2).
+    ``build`` receives one marker string per argument and returns the queryset with the markers where
+    the arguments go: model instances (``select_related`` allowed) or ``values_list(flat=True)``. The
+    first call on a connection compiles it with Django's own compiler and notes which SQL parameters
+    are markers; every call then runs that SQL with the arguments in their place, through Django's
+    cursor (so execute wrappers, query capture and DEBUG logging see it), and turns the rows into
+    what the queryset would have returned, with the same converters.
+
+    Arguments must be strings the caller has already validated (``clean_identifier``): they replace
+    string parameters and nothing else. Compiled statements are kept per thread, like Django's
+    connections, and dropped when the thread's connection object changes.
+    """
+
+    def __init__(self, build: Callable[..., models.QuerySet[Any]], *, arguments: int) -> None:
+        self._build = build
+        self._markers = tuple(f"\x00compiled-query-argument-{i}\x00" for i in range(arguments))
+        self._local = threading.local()
+
+    def __call__(self, *args: str, using: str = DEFAULT_DB_ALIAS) -> list[ResultT]:
+        """The queryset's rows for these argument values, as a list."""
+        if len(args) != len(self._markers):
+            raise TypeError(f"expected {len(self._markers)} arguments, got {len(args)}")
+        for value in args:
+            if not isinstance(value, str):
+                raise TypeError(f"arguments must be strings, not {type(value).__name__}")
+        statement = self._statement(using)
+        params = list(statement.params)
+        for positions, value in zip(statement.positions, args, strict=True):
+            for position in positions:
+                params[position] = value
+        with statement.connection.cursor() as cursor:
+            cursor.execute(statement.sql, params)
+            rows = cursor.fetchall()
+        if statement.converters:
+            rows = list(statement.compiler.apply_converters(rows, statement.converters))
+        if statement.flat:
+            return [row[0] for row in rows]
+        start, end = statement.model_fields
+        objs = []
+        for row in rows:
+            obj = statement.model.from_db(using, statement.init_list, row[start:end])
+            for populator in statement.related_populators:
+                populator.populate(row, obj)
+            objs.append(obj)
+        return objs
+
+    def sql(self, using: str = DEFAULT_DB_ALIAS) -> str:
+        """The compiled SQL on this thread's connection to ``using`` (for tests and EXPLAIN)."""
+        return self._statement(using).sql
+
+    def _statement(self, using: str) -> _Statement:
+        cache: dict[str, _Statement] = self._local.__dict__.setdefault("statements", {})
+        connection = connections[using]
+        statement = cache.get(using)
+        if statement is None or statement.connection is not connection:
+            statement = cache[using] = self._compile(using, connection)
+        return statement
+
+    def _compile(self, using: str, connection: BaseDatabaseWrapper) -> _Statement:
+        queryset = self._build(*self._markers).using(using)
+        query = queryset.query
+        flat = queryset._iterable_class is FlatValuesListIterable
+        if not flat and queryset._iterable_class is not ModelIterable:
+            raise TypeError("CompiledQuery runs querysets of model instances or values_list(flat=True)")
+        if query.combinator or query.select_for_update or query.annotation_select or query.extra_select:
+            raise TypeError("CompiledQuery does not run combined, locking or annotated querysets")
+        compiler = query.get_compiler(using=using, connection=connection)
+        sql, params = compiler.as_sql()
+        positions = tuple(
+            tuple(i for i, param in enumerate(params) if param == marker) for marker in self._markers
+        )
+        if not all(positions):
+            raise TypeError("every argument must appear among the queryset's parameters")
+        select = compiler.select
+        converters = compiler.get_converters([column[0] for column in select[: compiler.col_count]])
+        model_fields: tuple[int, int] = (0, 0)
+        init_list: list[str] = []
+        related_populators: list[Any] = []
+        if not flat:
+            select_fields = compiler.klass_info["select_fields"]
+            model_fields = (select_fields[0], select_fields[-1] + 1)
+            init_list = [column[0].target.attname for column in select[model_fields[0] : model_fields[1]]]
+            related_populators = get_related_populators(compiler.klass_info, select, using)
+        return _Statement(
+            connection=connection,
+            compiler=compiler,
+            sql=sql,
+            params=tuple(params),
+            positions=positions,
+            converters=converters,
+            flat=flat,
+            model=queryset.model,
+            model_fields=model_fields,
+            init_list=init_list,
+            related_populators=related_populators,
+        )
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """One compiled query on one connection: SQL, parameter template, how to build the results."""
+
+    connection: BaseDatabaseWrapper
+    compiler: Any
+    sql: str
+    params: tuple[Any, ...]
+    positions: tuple[tuple[int, ...], ...]
+    converters: dict[int, Any]
+    flat: bool
+    model: type[models.Model]
+    model_fields: tuple[int, int]
+    init_list: list[str]
+    related_populators: list[Any]

@@ -1,16 +1,24 @@
-"""config.db.upsert_one: one INSERT … ON CONFLICT … RETURNING, no transaction of its own, on both engines."""
+"""config.db on both engines.
+
+upsert_one: one INSERT … ON CONFLICT … RETURNING, no transaction of its own. CompiledQuery: a
+queryset's SQL compiled once per connection, with the results Django would have built.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import threading
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
 
-from config.db import upsert_one
-from sync.models import SyncState
-from tests.factories import make_organization, make_sync_state
+from accounts.models import LinearToken, Organization
+from config.db import CompiledQuery, upsert_one
+from sync.models import Conflict, SyncState
+from tests.factories import make_conflict, make_linear_token, make_organization, make_sync_state
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +140,157 @@ def test_bad_options_are_refused_as_bulk_create_refuses_them(
             SyncState.objects, SyncState(**PAIR), unique_fields=unique_fields, update_fields=update_fields
         )
     assert not SyncState.objects.exists()
+
+
+# --- CompiledQuery ---------------------------------------------------------------------------------
+
+
+def tokens_of(linear_id: str) -> Any:
+    return (
+        LinearToken.objects.select_related("organization")
+        .filter(organization__linear_id=linear_id)
+        .order_by()
+    )
+
+
+class Counting:
+    """A ``build`` function that counts how often it is asked for the queryset (once per compile)."""
+
+    def __init__(self, build: Any) -> None:
+        self.build, self.calls = build, 0
+
+    def __call__(self, *markers: str) -> Any:
+        self.calls += 1
+        return self.build(*markers)
+
+
+def test_model_rows_come_back_as_the_queryset_builds_them(django_assert_num_queries: Any) -> None:
+    token = make_linear_token(organization=make_organization(linear_id="org-1"))
+    make_linear_token(organization=make_organization(linear_id="org-2"))
+    query = CompiledQuery(tokens_of, arguments=1)
+
+    with django_assert_num_queries(1):
+        (found,) = query("org-1")
+        # select_related: the organization came with the row, no second query.
+        assert found.organization.linear_id == "org-1"
+    expected = tokens_of("org-1").get()
+    assert [getattr(found, f.attname) for f in LinearToken._meta.concrete_fields] == [
+        getattr(expected, f.attname) for f in LinearToken._meta.concrete_fields
+    ]
+    assert found.access_token == token.access_token  # decrypted by the field's converter
+    assert not found._state.adding and found._state.db == "default"
+    assert query("org-unknown") == []
+
+
+def test_flat_values_are_converted_as_django_converts_them() -> None:
+    conflict = make_conflict()
+    query = CompiledQuery(
+        lambda conflict_id: Conflict.objects.filter(id=conflict_id).values_list("linear_change", flat=True),
+        arguments=1,
+    )
+    assert query(conflict.pk) == [conflict.linear_change]  # JSON loaded, not text
+    stamps = CompiledQuery(
+        lambda conflict_id: Conflict.objects.filter(id=conflict_id).values_list("created_at", flat=True),
+        arguments=1,
+    )
+    (created_at,) = stamps(conflict.pk)
+    assert created_at == Conflict.objects.get().created_at and created_at.tzinfo is not None
+
+
+def test_the_sql_is_what_django_compiles_for_the_queryset() -> None:
+    query = CompiledQuery(tokens_of, arguments=1)
+    compiled_sql, params = tokens_of("org-1").query.get_compiler(using="default").as_sql()
+    assert query.sql() == compiled_sql
+    assert "org-1" in params
+
+
+def test_values_are_bound_as_parameters_never_spliced_into_the_sql() -> None:
+    tricky = "org'); DROP TABLE accounts_organization; --%s%%"
+    make_organization(linear_id=tricky)
+    query = CompiledQuery(
+        lambda linear_id: Organization.objects.filter(linear_id=linear_id).order_by(), arguments=1
+    )
+    assert [org.linear_id for org in query(tricky)] == [tricky]
+    assert Organization.objects.count() == 1
+
+
+def test_it_compiles_once_per_thread_and_runs_through_djangos_cursor() -> None:
+    make_organization(linear_id="org-1")
+    build = Counting(lambda linear_id: Organization.objects.filter(linear_id=linear_id).order_by())
+    query = CompiledQuery(build, arguments=1)
+    seen: list[str] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        for _ in range(3):
+            assert len(query("org-1")) == 1
+    assert build.calls == 1
+    assert seen == [query.sql()] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_thread_compiles_for_its_own_connection() -> None:
+    make_organization(linear_id="org-1")
+    build = Counting(lambda linear_id: Organization.objects.filter(linear_id=linear_id).order_by())
+    query = CompiledQuery(build, arguments=1)
+    assert len(query("org-1")) == 1
+    found: list[Any] = []
+
+    def other_thread() -> None:
+        try:
+            found.extend(org.linear_id for org in query("org-1"))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert found == ["org-1"]
+    assert build.calls == 2  # each thread's connection got its own compiled statement
+
+
+def test_a_new_connection_object_is_compiled_for_again() -> None:
+    make_organization(linear_id="org-1")
+    build = Counting(lambda linear_id: Organization.objects.filter(linear_id=linear_id).order_by())
+    query = CompiledQuery(build, arguments=1)
+    query("org-1")
+    # As if the thread's connection object had been replaced (a test's override, a reconfiguration).
+    statement = query._statement("default")
+    query._local.statements["default"] = dataclasses.replace(statement, connection=object())
+    assert len(query("org-1")) == 1
+    assert build.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(("org-1", "extra"), "expected 1 arguments"), ((42,), "must be strings"), ((None,), "must be strings")],
+)
+def test_wrong_arguments_are_refused(args: tuple[Any, ...], message: str) -> None:
+    query = CompiledQuery(lambda linear_id: Organization.objects.filter(linear_id=linear_id), arguments=1)
+    with pytest.raises(TypeError, match=message):
+        query(*args)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda linear_id: Organization.objects.filter(linear_id=linear_id).values("name"),
+            "model instances",
+        ),
+        (
+            lambda linear_id: Organization.objects.filter(linear_id=linear_id).annotate(
+                n=Count("linear_token")
+            ),
+            "annotated",
+        ),
+        (lambda linear_id: Organization.objects.select_for_update().filter(linear_id=linear_id), "locking"),
+        (lambda linear_id: Organization.objects.all(), "every argument"),
+    ],
+)
+def test_querysets_it_cannot_run_faithfully_are_refused(build: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        CompiledQuery(build, arguments=1)("org-1")
