@@ -35,7 +35,7 @@ from accounts.validation import (
     clean_optional_identifier,
     clean_text,
 )
-from config.db import CompiledQuery, upsert_one
+from config.db import CompiledQuery, FastLoadMixin, upsert_one
 from sync.diff import DiffRow, differing_field_count, item_data_diff, json_equal
 
 logger = logging.getLogger(__name__)
@@ -488,7 +488,7 @@ class ConflictManager(models.Manager["Conflict"]):
         return deleted
 
 
-class Conflict(models.Model):
+class Conflict(FastLoadMixin, models.Model):
     """A disagreement between Linear and Confluence about one item (old ``conflicts``)."""
 
     id = models.CharField(primary_key=True, max_length=255, help_text="The agent's id, conflict-<itemId>.")
@@ -888,7 +888,7 @@ class SyncHistoryManager(models.Manager["SyncHistory"]):
         )
 
 
-class SyncHistory(models.Model):
+class SyncHistory(FastLoadMixin, models.Model):
     """One sync run of a (page, team) pair; append-only (old ``sync_history``, both shapes).
 
     ``direction`` and ``deleted_issues`` only hold values for runs imported from the old first-shape
@@ -1045,7 +1045,7 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
         return len(rows)
 
 
-class LinearIssueCache(models.Model):
+class LinearIssueCache(FastLoadMixin, models.Model):
     """A Linear issue as last fetched, keyed by its Linear id."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="cached_issues")

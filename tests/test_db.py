@@ -12,13 +12,21 @@ import threading
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count
+from django.db.models.signals import post_init
+from django.test.utils import isolate_apps
 
 from accounts.models import LinearToken, Organization
-from config.db import CompiledQuery, upsert_one
-from sync.models import Conflict, SyncState
-from tests.factories import make_conflict, make_linear_token, make_organization, make_sync_state
+from config.db import CompiledQuery, FastLoadMixin, _plain_attnames, upsert_one
+from sync.models import Conflict, LinearIssueCache, SyncHistory, SyncState
+from tests.factories import (
+    make_conflict,
+    make_linear_token,
+    make_organization,
+    make_sync_history,
+    make_sync_state,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -294,3 +302,85 @@ def test_wrong_arguments_are_refused(args: tuple[Any, ...], message: str) -> Non
 def test_querysets_it_cannot_run_faithfully_are_refused(build: Any, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         CompiledQuery(build, arguments=1)("org-1")
+
+
+# --- FastLoadMixin ---------------------------------------------------------------------------------
+
+
+def field_values(obj: Any) -> list[Any]:
+    return [getattr(obj, field.attname) for field in type(obj)._meta.concrete_fields]
+
+
+@pytest.mark.parametrize("model", [Conflict, SyncHistory, LinearIssueCache])
+def test_the_listed_models_load_through_the_fast_path(model: type[Any]) -> None:
+    assert issubclass(model, FastLoadMixin)
+    assert _plain_attnames(model) is not None  # no field of theirs needs its descriptor on load
+
+
+def test_a_fast_loaded_row_equals_one_built_by_django(django_assert_num_queries: Any) -> None:
+    organization = make_organization(linear_id="org-1")
+    make_sync_history(organization=organization, error="Linear API returned 502", created_issues=3)
+    fields = [field.attname for field in SyncHistory._meta.concrete_fields]
+    row = list(SyncHistory.objects.values_list(*fields).get())
+
+    fast = SyncHistory.from_db("default", fields, row)
+    django_built = models.Model.from_db.__func__(SyncHistory, "default", fields, row)
+
+    assert type(fast) is SyncHistory
+    assert fast.__dict__.keys() == django_built.__dict__.keys()
+    assert field_values(fast) == field_values(django_built)
+    assert (fast._state.adding, fast._state.db) == (False, "default")
+    assert fast == django_built and hash(fast) == hash(django_built)
+    with django_assert_num_queries(1):
+        assert fast.organization.linear_id == "org-1"
+
+
+def test_a_fast_loaded_row_saves_as_an_update() -> None:
+    history = make_sync_history(created_issues=1)
+    loaded = SyncHistory.objects.get(pk=history.pk)
+    loaded.created_issues = 7
+    loaded.save()
+    assert SyncHistory.objects.count() == 1
+    assert SyncHistory.objects.get().created_issues == 7
+
+
+def test_rows_with_deferred_fields_are_left_to_django() -> None:
+    make_sync_history(error="boom")
+    loaded = SyncHistory.objects.only("id", "success").get()
+    assert loaded.get_deferred_fields() >= {"error", "synced_at"}
+    assert loaded.error == "boom"  # loaded on access, as Django does
+
+
+def test_models_with_init_signal_receivers_are_left_to_django() -> None:
+    make_sync_history()
+    seen: list[Any] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=SyncHistory)
+    try:
+        loaded = SyncHistory.objects.get()
+    finally:
+        post_init.disconnect(receiver, sender=SyncHistory)
+    assert seen == [loaded]
+
+
+@isolate_apps("sync")
+def test_a_field_with_a_descriptor_of_its_own_turns_the_fast_path_off() -> None:
+    class WithFile(FastLoadMixin, models.Model):  # noqa: DJ008 - a throwaway model
+        document = models.FileField()  # FileDescriptor wraps what is assigned to it
+
+        class Meta:
+            app_label = "sync"
+
+    class Plain(FastLoadMixin, models.Model):  # noqa: DJ008
+        name = models.CharField(max_length=10)
+
+        class Meta:
+            app_label = "sync"
+
+    assert _plain_attnames(WithFile) is None
+    assert _plain_attnames(Plain) == ("id", "name")
+    loaded = WithFile.from_db("default", ["id", "document"], [1, "a.txt"])
+    assert loaded.document.name == "a.txt"  # built by Django: the descriptor made it a FieldFile
