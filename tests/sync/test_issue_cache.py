@@ -121,6 +121,9 @@ def test_upsert_many_default_batch_is_capped_to_one_statement_per_database_limit
         ([{"id": 7}], ValueError, "issues[0]['id'] must be a string, not int."),
         ([{"id": "ok"}, "i2"], ValueError, "issues[1] must be a dict, not str."),
         ([{"id": "a", "t": "x\x00"}], ValidationError, "issues[0] must not contain NUL characters."),
+        ([{"id": "a", "k\x00": 1}], ValidationError, "issues[0] must not contain NUL characters."),
+        ([{"id": "a", "t": ["\\\x00"]}], ValidationError, "issues[0] must not contain NUL characters."),
+        ([{"id": "a", "t": {"u": "\\\\\x00"}}], ValidationError, "issues[0] must not contain NUL characters."),
         ([{"id": "a", "when": T0}], ValidationError, "issues[0] is not valid JSON"),
         ([{"id": "a", "n": float("inf")}], ValidationError, "issues[0] is not valid JSON"),
         ({"id": "a"}, ValueError, "issues must be an iterable of dicts, not a single value."),
@@ -214,3 +217,10 @@ def test_purge_refuses_a_bad_duration(value):
 def test_purge_requires_older_than():
     with pytest.raises(CommandError, match="--older-than"):
         call_command("purge_issue_cache")
+
+
+@pytest.mark.parametrize("text", ["\\u0000", "\\\\u0000", "u0000", "\\x00", "\u2400"])
+def test_text_that_only_looks_like_a_nul_escape_is_stored(text):
+    # A backslash followed by "u0000" is escaped as \\u0000 in JSON: not a NUL character.
+    LinearIssueCache.objects.upsert_many("org-1", [{"id": "a", "t": text, text: [text]}])
+    assert LinearIssueCache.objects.get().issue_data == {"id": "a", "t": text, text: [text]}
