@@ -69,7 +69,7 @@ SELECT
     NULL,
     now() - make_interval(secs => %(stop)s - n),
     now()
-FROM generate_series(%(start)s, %(stop)s) AS n
+FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS n
 """
 
 

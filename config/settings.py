@@ -130,6 +130,13 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
             "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
+    if env.bool("DB_PREPARED_STATEMENTS", default=False):
+        # psycopg binds parameters on the server and prepares a statement once it has run it
+        # `prepare_threshold` times on a connection: PostgreSQL stops planning the agent's repeated
+        # lookups (docs/benchmarks.md, "Settings"). Prepared statements live in a connection: pair
+        # with DB_POOL or CONN_MAX_AGE; not behind PgBouncer in transaction mode.
+        _db["OPTIONS"]["server_side_binding"] = True
+        _db["OPTIONS"]["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so concurrent writers wait for it
     # (up to `timeout` seconds) instead of failing with "database is locked" on upgrade.

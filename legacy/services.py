@@ -340,7 +340,7 @@ class _Writer:
                 plan = [column for column in plan if column.name != pk_name]
             elif missing:
                 cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                    "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s::int)",
                     [connection.ops.quote_name(table), model._meta.pk.column, len(missing)],
                 )
                 for values, (pk,) in zip(missing, cursor.fetchall(), strict=True):

@@ -25,8 +25,17 @@ PRODUCTION_ENV = {
 
 def run_manage(*args: str, env_overrides: dict[str, str | None]) -> subprocess.CompletedProcess:
     env = {**os.environ}
-    for key in ("DEBUG", "SECRET_KEY", "FERNET_KEYS", "ALLOWED_HOSTS", "DATABASE_URL", "DB_POOL",
-                "CONN_MAX_AGE"):
+    for key in (
+        "DEBUG",
+        "SECRET_KEY",
+        "FERNET_KEYS",
+        "ALLOWED_HOSTS",
+        "DATABASE_URL",
+        "DB_POOL",
+        "CONN_MAX_AGE",
+        "DB_PREPARED_STATEMENTS",
+        "DB_PREPARE_THRESHOLD",
+    ):
         env.pop(key, None)
     for key, value in env_overrides.items():
         if value is None:
@@ -35,7 +44,12 @@ def run_manage(*args: str, env_overrides: dict[str, str | None]) -> subprocess.C
             env[key] = value
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -92,9 +106,34 @@ def test_pool_and_conn_max_age_together_are_refused():
     assert "DB_POOL and CONN_MAX_AGE cannot both be set" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("database_url", "expected"),
+    [
+        ("postgres://postgres@127.0.0.1:5432/postgres", "True 5"),
+        ("sqlite:///:memory:", "None None"),  # a psycopg option: SQLite ignores the variable
+    ],
+)
+def test_prepared_statements_are_opt_in_psycopg_options(database_url, expected):
+    show = (
+        "from django.conf import settings; o = settings.DATABASES['default']['OPTIONS']; "
+        "print(o.get('server_side_binding'), o.get('prepare_threshold'))"
+    )
+    env = {"DEBUG": "true", "ENV_FILE": "/nonexistent/.env", "DATABASE_URL": database_url}
+    default = run_manage("shell", "--no-imports", "-c", show, env_overrides=env)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.split() == ["None", "None"]
+    enabled = run_manage(
+        "shell", "--no-imports", "-c", show, env_overrides={**env, "DB_PREPARED_STATEMENTS": "true"}
+    )
+    assert enabled.returncode == 0, enabled.stderr
+    assert enabled.stdout.split() == expected.split()
+
+
 def test_debug_mode_has_development_defaults():
     proc = run_manage(
-        "shell", "--no-imports", "-c",
+        "shell",
+        "--no-imports",
+        "-c",
         "from django.conf import settings; print(settings.DEBUG, bool(settings.SECRET_KEY), "
         "len(settings.FERNET_KEYS), settings.DATABASES['default']['ENGINE'])",
         env_overrides={"DEBUG": "true", "ENV_FILE": "/nonexistent/.env"},
