@@ -17,12 +17,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
-from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.admin_widgets import SafeAutocompleteMixin, SafeManyToManyMixin
 from accounts.models import (
-    EXPIRING_SOON_WINDOW,
     ConfluenceToken,
     LinearToken,
     OAuthToken,
@@ -61,13 +59,8 @@ class ExpiryStateFilter(admin.SimpleListFilter):
         return [(status.value, status.label) for status in TokenStatus if status != TokenStatus.NONE]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-        now = timezone.now()
-        if self.value() == TokenStatus.EXPIRED:
-            return queryset.expired(at=now)
-        if self.value() == TokenStatus.EXPIRING:
-            return queryset.expiring_within()
-        if self.value() == TokenStatus.VALID:
-            return queryset.filter(expires_at__gt=now + EXPIRING_SOON_WINDOW)
+        if self.value() in (TokenStatus.EXPIRED, TokenStatus.EXPIRING, TokenStatus.VALID):
+            return queryset.with_status(self.value())
         return None
 
 

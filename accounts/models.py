@@ -213,7 +213,10 @@ def _organization_for_store(using: str, linear_id: str) -> Iterator[Organization
 
 
 def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None = None) -> TokenStatus:
-    """The admin's expiry state of a token expiring at ``expires_at`` (``None``: no token)."""
+    """The admin's expiry state of a token expiring at ``expires_at`` (``None``: no token).
+
+    The same rule as :func:`expiry_condition`, which says it in SQL for filters and counts.
+    """
     if expires_at is None:
         return TokenStatus.NONE
     now = at or timezone.now()
@@ -222,6 +225,22 @@ def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None 
     if expires_at <= now + EXPIRING_SOON_WINDOW:
         return TokenStatus.EXPIRING
     return TokenStatus.VALID
+
+
+def expiry_condition(status: TokenStatus | str, *, at: dt.datetime) -> models.Q:
+    """The tokens :func:`status_for_expiry` puts in ``status`` at ``at``, as a condition on ``expires_at``."""
+    soon = at + EXPIRING_SOON_WINDOW
+    conditions = {
+        TokenStatus.EXPIRED: models.Q(expires_at__lte=at),
+        TokenStatus.EXPIRING: models.Q(expires_at__gt=at, expires_at__lte=soon),
+        TokenStatus.VALID: models.Q(expires_at__gt=soon),
+    }
+    try:
+        return conditions[TokenStatus(status)]
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"status must be one of {', '.join(map(str, conditions))}, not {status!r}."
+        ) from None
 
 
 def shifted(at: Any, delta: Any, name: str) -> dt.datetime:
@@ -256,10 +275,17 @@ class OAuthTokenQuerySet(models.QuerySet):
         """Tokens whose ``expires_at`` is at or before ``at`` (now by default)."""
         return self.filter(expires_at__lte=clean_aware_datetime(at, "at", required=False) or timezone.now())
 
-    def expiring_within(self, window: dt.timedelta = EXPIRING_SOON_WINDOW) -> OAuthTokenQuerySet:
-        """Tokens that are still valid but expire within ``window``."""
-        now = timezone.now()
+    def expiring_within(
+        self, window: dt.timedelta = EXPIRING_SOON_WINDOW, *, at: dt.datetime | None = None
+    ) -> OAuthTokenQuerySet:
+        """Tokens that are still valid at ``at`` (now by default) but expire within ``window`` of it."""
+        now = clean_aware_datetime(at, "at", required=False) or timezone.now()
         return self.filter(expires_at__gt=now, expires_at__lte=shifted(now, window, "window"))
+
+    def with_status(self, status: TokenStatus | str, *, at: dt.datetime | None = None) -> OAuthTokenQuerySet:
+        """Tokens expired, expiring within 24 hours or valid at ``at`` (now), as ``status()`` says."""
+        now = clean_aware_datetime(at, "at", required=False) or timezone.now()
+        return self.filter(expiry_condition(status, at=now))
 
 
 class OAuthToken(models.Model):

@@ -23,7 +23,7 @@ from django.db.models import Count, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus
+from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus, expiry_condition
 from planning.models import PlanningSession
 from sync.models import Conflict, SyncState
 
@@ -212,8 +212,15 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
             latest = (
                 PlanningSession.objects.filter(status=status)
                 .order_by("-created_at", "-id")
-                .values("pk", "planning_title", "organization__name", "organization__linear_id", "progress",
-                        "error", "updated_at")[:limit]
+                .values(
+                    "pk",
+                    "planning_title",
+                    "organization__name",
+                    "organization__linear_id",
+                    "progress",
+                    "error",
+                    "updated_at",
+                )[:limit]
             )
             rows = [
                 SessionRow(
@@ -248,8 +255,8 @@ def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMI
         # The WHERE on expires_at uses its index; only tokens due within the day are counted.
         due = model.objects.filter(expires_at__lte=soon)
         totals = due.aggregate(
-            expired=Count("pk", filter=Q(expires_at__lte=now)),
-            expiring=Count("pk", filter=Q(expires_at__gt=now)),
+            expired=Count("pk", filter=expiry_condition(TokenStatus.EXPIRED, at=now)),
+            expiring=Count("pk", filter=expiry_condition(TokenStatus.EXPIRING, at=now)),
         )
         for state, label in ((TokenStatus.EXPIRED, "expired"), (TokenStatus.EXPIRING, "expiring within 24h")):
             counts.append(

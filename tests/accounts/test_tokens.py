@@ -22,6 +22,7 @@ from django.views.debug import technical_500_response
 from accounts import models as accounts_models
 from accounts.fields import EncryptedValue, TokenDecryptionError
 from accounts.models import (
+    EXPIRING_SOON_WINDOW,
     ConfluenceToken,
     LinearToken,
     Organization,
@@ -281,6 +282,33 @@ def test_expired_and_expiring_querysets() -> None:
 
     assert list(LinearToken.objects.expired().values_list("pk", flat=True)) == [expired.pk]
     assert list(LinearToken.objects.expiring_within().values_list("pk", flat=True)) == [expiring.pk]
+
+
+def test_the_sql_expiry_rule_puts_every_token_where_status_says_it_is() -> None:
+    at = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+    tick = dt.timedelta(microseconds=1)
+    soon = at + EXPIRING_SOON_WINDOW
+    tokens = [
+        make_linear_token(expires_at=moment)
+        for moment in (at - tick, at, at + tick, soon - tick, soon, soon + tick, at - dt.timedelta(days=400))
+    ]
+
+    for status in (TokenStatus.EXPIRED, TokenStatus.EXPIRING, TokenStatus.VALID):
+        in_sql = set(LinearToken.objects.with_status(status, at=at).values_list("pk", flat=True))
+        in_python = {token.pk for token in tokens if status_for_expiry(token.expires_at, at=at) == status}
+        assert in_sql == in_python, status
+    assert set(LinearToken.objects.with_status("expiring", at=at).values_list("pk", flat=True)) == {
+        token.pk for token in tokens[2:5]
+    }
+    assert set(LinearToken.objects.expiring_within(at=at).values_list("pk", flat=True)) == {
+        token.pk for token in tokens[2:5]
+    }
+
+
+@pytest.mark.parametrize("status", ["none", "soon", "", None])
+def test_with_status_refuses_an_unknown_state(status: Any) -> None:
+    with pytest.raises(ValueError, match="status must be one of expired, expiring, valid"):
+        LinearToken.objects.with_status(status)
 
 
 # --- refresh -------------------------------------------------------------------------------------
