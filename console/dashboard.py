@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus, expiry_condition
+from config.logging import redact
 from planning.models import PlanningSession
 from sync.models import Conflict, SyncState
 
@@ -227,7 +228,7 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
                     title=row["planning_title"],
                     organization=row["organization__name"] or row["organization__linear_id"],
                     progress=row["progress"],
-                    error=row["error"],
+                    error=redact(row["error"]),
                     updated_at=row["updated_at"],
                     url=_change(PlanningSession, row["pk"]),
                 )

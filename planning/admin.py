@@ -22,6 +22,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from accounts.admin_widgets import SafeAutocompleteMixin
+from config.logging import redact
 from planning.models import (
     Enabler,
     Feature,
@@ -198,7 +199,7 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
     search_help_text = "Title, Confluence page URL, or an exact Linear epic, feature, story or enabler id."
     autocomplete_fields = ["organization", "program_increment"]
     # Status and progress move only through the model's transitions (the agent's path, race-safe).
-    readonly_fields = ["status", "progress_bar", "error", "created_at", "updated_at"]
+    readonly_fields = ["status", "progress_bar", "error_text", "created_at", "updated_at"]
     fields = [
         "organization",
         "program_increment",
@@ -208,7 +209,7 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
         "epic_id",
         "status",
         "progress_bar",
-        "error",
+        "error_text",
         "created_at",
         "updated_at",
     ]
@@ -223,6 +224,11 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
     @admin.display(description="created", ordering="created_at")
     def created(self, session: PlanningSession) -> str:
         return date_format(timezone.localtime(session.created_at), "SHORT_DATE_FORMAT")
+
+    @admin.display(description="error")
+    def error_text(self, session: PlanningSession) -> str:
+        """The error as stored, with anything that looks like a token redacted (it may quote one)."""
+        return redact(session.error) or "—"
 
     @admin.display(description="progress", ordering="progress")
     def progress_bar(self, session: PlanningSession) -> str:

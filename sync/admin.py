@@ -35,6 +35,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from config.logging import redact
 from sync.diff import MISSING
 from sync.forms import ManualResolutionForm, pretty_json
 from sync.models import (
@@ -826,7 +827,7 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
         "confluence_page_id",
         "linear_team_id",
         "success",
-        "error",
+        "error_text",
         "created_issues",
         "updated_issues",
         "confluence_changes",
@@ -840,9 +841,18 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
 
     @admin.display(description="error")
     def short_error(self, entry: SyncHistory) -> str:
-        """The first 80 characters of the error."""
-        error = entry.error or ""
+        """The first 80 characters of the error, redacted as in :meth:`error_text`."""
+        error = self.error_text(entry)
         return error if len(error) <= 80 else error[:79] + "…"
+
+    @admin.display(description="error")
+    def error_text(self, entry: SyncHistory) -> str:
+        """The error as stored, with anything that looks like a token redacted.
+
+        Agent code stores what the provider answered; an answer may quote the token it was sent.
+        The log filter redacts logs, not database text: the admin does the same for what it shows.
+        """
+        return redact(entry.error or "")
 
 
 # --- LinearIssueCache ----------------------------------------------------------------------------

@@ -24,7 +24,10 @@ from django.views.debug import technical_500_response
 
 from accounts.fields import TokenDecryptionError
 from accounts.models import ConfluenceToken, LinearToken, TokenRefreshError
+from sync.models import SyncHistory
+from tests.factories import make_planning_session
 from tests.security.conftest import (
+    CONFLUENCE_ACCESS,
     CONFLUENCE_REFRESH,
     LINEAR_ACCESS,
     LINEAR_REFRESH,
@@ -173,6 +176,29 @@ def test_admin_flows_log_nothing_and_pages_show_no_token(world, clients):
         "admin history (LogEntry)",
     )
     assert_no_token(logs.text, "log records of the admin flows")
+
+
+def test_stored_errors_that_quote_a_token_are_redacted_on_admin_pages(world, clients):
+    """Agent code stores what a provider answered; an answer may quote the token it was sent."""
+    quoted = f"Linear API 401: token {LINEAR_ACCESS} was revoked (Authorization: Bearer {CONFLUENCE_ACCESS})"
+    run = SyncHistory.objects.record("page-1", "team-1", success=False, error=quoted)
+    session = make_planning_session()
+    session.mark_failed(quoted)
+    client = clients["superuser"]
+
+    pages = {
+        "sync history list": client.get(reverse("admin:sync_synchistory_changelist")),
+        "sync history entry": client.get(reverse("admin:sync_synchistory_change", args=[run.pk])),
+        "planning session": client.get(reverse("admin:planning_planningsession_change", args=[session.pk])),
+        "dashboard": client.get(reverse("admin:index")),
+    }
+    for name, response in pages.items():
+        assert response.status_code == 200, name
+        text = response.content.decode()
+        assert_no_token(text, f"the admin page {name!r}")
+        assert "[REDACTED]" in text, name
+    # What is stored stays as the agent wrote it: the redaction is in what the admin shows.
+    assert SyncHistory.objects.get(pk=run.pk).error == quoted
 
 
 # --- repr, exceptions, dumps -------------------------------------------------------------------------
