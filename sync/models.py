@@ -226,29 +226,56 @@ class SyncStateManager(models.Manager["SyncState"]):
         have no state row. ``create`` makes the row first when absent (``Conflict.objects.store`` does
         this, so a pair's count is right even before its first sync).
         """
+        wanted = sorted({(page, team) for page, team in pairs if page and team})
+        if not wanted:
+            return
         now = timezone.now()
-        # Sorted: writers touching several pairs lock them in one order, so they cannot deadlock.
-        for page, team in sorted(set(pairs)):
-            if not page or not team:
-                continue
-            if create:
-                self.bulk_create(
-                    [SyncState(confluence_page_id=page, linear_team_id=team, created_at=now, updated_at=now)],
-                    ignore_conflicts=True,
-                )
-            state = (
-                self.select_for_update()
-                .filter(confluence_page_id=page, linear_team_id=team)
-                .only("pk", "conflict_count")
-                .first()
+        # SQLite caps a statement's parameters (two per pair here); it also locks the whole database
+        # for a writer, so chunks there cannot deadlock. PostgreSQL takes the pairs in one statement.
+        step = len(wanted) if connections[self.db].vendor == "postgresql" else 400
+        for start in range(0, len(wanted), step):
+            self._refresh_conflict_counts(wanted[start : start + step], create=create, now=now)
+
+    def _refresh_conflict_counts(
+        self, pairs: list[tuple[str, str]], *, create: bool, now: dt.datetime
+    ) -> None:
+        """:meth:`refresh_conflict_counts` for at most a few hundred pairs: lock, count, update."""
+        if create:
+            self.bulk_create(
+                [
+                    SyncState(confluence_page_id=page, linear_team_id=team, created_at=now, updated_at=now)
+                    for page, team in pairs
+                ],
+                ignore_conflicts=True,
             )
-            if state is None:
-                continue
-            count = Conflict.objects.filter(
-                confluence_page_id=page, linear_team_id=team, is_resolved=False
-            ).count()
+        of_pairs = Q()
+        for page, team in pairs:
+            of_pairs |= Q(confluence_page_id=page, linear_team_id=team)
+        # One statement locks every pair's row, in the database's order of (page, team): writers
+        # touching several pairs lock them in one order, so they cannot deadlock.
+        states = list(
+            self.select_for_update()
+            .filter(of_pairs)
+            .order_by("confluence_page_id", "linear_team_id")
+            .only("pk", "confluence_page_id", "linear_team_id", "conflict_count")
+        )
+        if not states:
+            return
+        counts = {
+            (row["confluence_page_id"], row["linear_team_id"]): row["count"]
+            for row in Conflict.objects.filter(of_pairs, is_resolved=False)
+            .order_by()
+            .values("confluence_page_id", "linear_team_id")
+            .annotate(count=models.Count("pk"))
+        }
+        changed = []
+        for state in states:
+            count = counts.get((state.confluence_page_id, state.linear_team_id), 0)
             if count != state.conflict_count:
-                self.filter(pk=state.pk).update(conflict_count=count, updated_at=now)
+                state.conflict_count, state.updated_at = count, now
+                changed.append(state)
+        if changed:
+            self.bulk_update(changed, ["conflict_count", "updated_at"])
 
 
 class SyncState(models.Model):

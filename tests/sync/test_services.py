@@ -86,6 +86,25 @@ def test_resolve_conflicts_locks_rows_in_one_query(operator, django_assert_num_q
     assert len(selects) == 1
 
 
+def test_resolve_conflicts_recounts_every_pair_in_three_statements(operator, django_assert_num_queries):
+    pairs = [(f"page-{n}", f"team-{n % 3}") for n in range(12)]
+    for n in range(24):
+        page, team = pairs[n % 12]
+        make_conflict(id=f"c{n:02}", confluence_page_id=page, linear_team_id=team)
+    make_conflict(id="kept", confluence_page_id="page-0", linear_team_id="team-0")
+    assert SyncState.objects.get(confluence_page_id="page-0").conflict_count == 3
+
+    # 1 locked read + per conflict (update + log insert) + the recount of all 12 pairs (lock their
+    # state rows, count, update) + savepoint/release of atomic: not 3 statements per pair.
+    with django_assert_num_queries(1 + 2 * 24 + 3 + 2) as captured:
+        services.resolve_conflicts([f"c{n:02}" for n in range(24)], "linear", by=operator)
+
+    state_sql = [q["sql"] for q in captured.captured_queries if "sync_syncstate" in q["sql"]]
+    assert len(state_sql) == 2  # the locking SELECT and one UPDATE for all pairs
+    counts = dict(SyncState.objects.values_list("confluence_page_id", "conflict_count"))
+    assert counts == {page: (1 if page == "page-0" else 0) for page, _ in pairs}
+
+
 @pytest.mark.parametrize(
     ("ids", "strategy", "error", "message"),
     [
