@@ -263,6 +263,32 @@ def test_sync_history_filters_failed_runs_and_by_date(superuser_client):
     assert b"Linear API: 502" in response.content
 
 
+def test_sync_history_list_fits_counters_in_one_column_beside_the_error(superuser_client, settings):
+    settings.TIME_ZONE = "UTC"
+    make_sync_history(
+        success=False,
+        error="Linear API: 502",
+        created_issues=3,
+        updated_issues=5,
+        conflicts_detected=2,
+        conflicts_resolved=1,
+        synced_at=dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.UTC),
+    )
+    response = superuser_client.get(reverse("admin:sync_synchistory_changelist"))
+    html = response.content.decode()
+    assert response.context["cl"].list_display == [
+        "synced",
+        "confluence_page_id",
+        "linear_team_id",
+        "success",
+        "changes",
+        "short_error",
+    ]
+    assert "2026-03-04 05:06" in html
+    assert "3 created, 5 updated" in html and "2 conflicts, 1 resolved" in html
+    assert "Linear API: 502" in html
+
+
 def test_sync_history_list_reads_only_its_own_table(superuser_client):
     make_sync_history(success=False, error="timeout")
     with CaptureQueriesContext(connection) as captured:
