@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography.fernet import InvalidToken
@@ -44,27 +44,7 @@ class User(AbstractUser):
         swappable = "AUTH_USER_MODEL"
 
 
-class OrganizationQuerySet(models.QuerySet["Organization"]):
-    def ensure(self, linear_id: Any, *, name: str = "") -> Organization:
-        """Return the organization with this Linear organization id, creating it on first use.
-
-        Race-safe: ``get_or_create`` is backed by the unique constraint on ``linear_id``.
-        """
-        linear_id = clean_identifier(linear_id, "organization_id")
-        organization, _ = self.get_or_create(linear_id=linear_id, defaults={"name": name})
-        return organization
-
-    def by_linear_id(self, linear_id: Any) -> Organization | None:
-        """The organization with this Linear organization id, or ``None``."""
-        linear_id = clean_identifier(linear_id, "organization_id")
-        # get(), not first(): linear_id is unique, and first() would add an ORDER BY for nothing.
-        try:
-            return self.get(linear_id=linear_id)
-        except self.model.DoesNotExist:
-            return None
-
-
-class OrganizationManager(models.Manager.from_queryset(OrganizationQuerySet)):
+class OrganizationManager(models.Manager["Organization"]):
     """``Organization.objects``: the lookup every write makes, compiled once per connection."""
 
     # config.db.CompiledQuery: building and compiling this lookup took longer than its round trip on
@@ -85,10 +65,10 @@ class OrganizationManager(models.Manager.from_queryset(OrganizationQuerySet)):
 
         Race-safe: ``get_or_create`` (for a new id) is backed by the unique constraint on ``linear_id``.
         """
-        using = self._db or router.db_for_write(self.model, **self._hints)
-        return self.db_manager(using).by_linear_id(linear_id) or self.get_queryset().using(using).ensure(
-            linear_id, name=name
-        )
+        linear_id = clean_identifier(linear_id, "organization_id")
+        manager = self.db_manager(self._db or router.db_for_write(self.model, **self._hints))
+        found = manager.by_linear_id(linear_id)
+        return found or manager.get_or_create(linear_id=linear_id, defaults={"name": name})[0]
 
 
 class Organization(models.Model):
@@ -194,22 +174,38 @@ def encrypt_tokens(model: type[models.Model], tokens: Sealed) -> Sealed:
     )
 
 
-@contextlib.contextmanager
-def _organization_for_store(using: str, linear_id: str) -> Iterator[Organization]:
-    """The organization a token store writes for; the store's block runs in a transaction if it is new.
+def _store_token(
+    manager: models.Manager[Any], linear_id: str, tokens: Sealed, *, key: Sequence[str], **fields: Any
+) -> OAuthToken:
+    """Both token ``store``s: upsert ``tokens`` and ``fields`` on the row keyed by organization and ``key``.
 
-    The usual store replaces the token of a known organization: one lookup, then the upsert alone, a
+    The usual store replaces the token of a known organization: the lookup, then the upsert alone, a
     single statement that needs no ``BEGIN``/``COMMIT`` round trips around it. An organization seen
     for the first time is created in the same transaction as its token, so that a failed store leaves
     neither behind.
     """
-    organizations = Organization.objects.db_manager(using)
+    ciphertexts = encrypt_tokens(manager.model, tokens)
+    organizations = Organization.objects.db_manager(manager.db)
     organization = organizations.by_linear_id(linear_id)
-    if organization is not None:
-        yield organization
-        return
-    with transaction.atomic(using=using):
-        yield organizations.ensure(linear_id)
+    with transaction.atomic(using=manager.db) if organization is None else contextlib.nullcontext():
+        token = upsert_one(
+            manager,
+            manager.model(
+                organization=organization or organizations.ensure(linear_id),
+                access_token=ciphertexts.value[0],
+                refresh_token=ciphertexts.value[1],
+                **fields,
+            ),
+            unique_fields=["organization", *key],
+            update_fields=[
+                "access_token",
+                "refresh_token",
+                *(name for name in fields if name not in key),
+                "updated_at",
+            ],
+        )
+    logger.info("Stored %r", token)
+    return token
 
 
 def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None = None) -> TokenStatus:
@@ -442,22 +438,8 @@ def _call_refresher(refresher: Refresher, token: OAuthToken) -> Sealed:
     return Sealed((*tokens.value, expires_at))
 
 
-class LinearTokenQuerySet(OAuthTokenQuerySet):
-    """Queries on Linear tokens."""
-
-    def for_organization(self, organization_id: Any) -> LinearToken | None:
-        """The organization's Linear token (expired ones too: check ``is_expired()``), or ``None``."""
-        linear_id = clean_identifier(organization_id, "organization_id")
-        # get(), not first(): one token per organization, and first() would add an ORDER BY (Meta
-        # ordering) that Django compiles and PostgreSQL sorts on every call (benchmarks/hot_paths.py).
-        try:
-            return self.select_related("organization").get(organization__linear_id=linear_id)
-        except self.model.DoesNotExist:
-            return None
-
-
-class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
-    """``LinearToken.objects``: the queries above plus ``store``, the agent's write."""
+class LinearTokenManager(models.Manager.from_queryset(OAuthTokenQuerySet)):
+    """``LinearToken.objects``: the expiry queries, ``for_organization`` and ``store``, the agent's write."""
 
     # The agent's most frequent read, compiled once per connection (config.db.CompiledQuery): building
     # and compiling it took longer than its round trip on every call (benchmarks/hot_paths.py).
@@ -492,9 +474,10 @@ class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
     ) -> LinearToken:
         """Create or replace the organization's Linear token (creating the organization on first use).
 
-        One upsert (``INSERT ... ON CONFLICT (organization_id) DO UPDATE``) in one transaction, so
-        concurrent stores for one organization end with one row holding the last writer's values. A
-        store replaces the whole grant: ``refresh_token=None`` clears a stored refresh token.
+        One upsert (``INSERT ... ON CONFLICT (organization_id) DO UPDATE``), so concurrent stores for
+        one organization end with one row holding the last writer's values; a new organization is
+        created in the same transaction as its token. A store replaces the whole grant:
+        ``refresh_token=None`` clears a stored refresh token.
         """
         tokens = seal_tokens(access_token, refresh_token)
         del access_token, refresh_token  # only the sealed copy from here on
@@ -502,30 +485,9 @@ class LinearTokenManager(models.Manager.from_queryset(LinearTokenQuerySet)):
         app_user_id = clean_identifier(app_user_id, "app_user_id")
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
-        ciphertexts = encrypt_tokens(self.model, tokens)
-        with _organization_for_store(self.db, linear_id) as organization:
-            token = upsert_one(
-                self,
-                self.model(
-                    organization=organization,
-                    access_token=ciphertexts.value[0],
-                    refresh_token=ciphertexts.value[1],
-                    app_user_id=app_user_id,
-                    expires_at=expires_at,
-                    scope=scope,
-                ),
-                unique_fields=["organization"],
-                update_fields=[
-                    "access_token",
-                    "refresh_token",
-                    "app_user_id",
-                    "expires_at",
-                    "scope",
-                    "updated_at",
-                ],
-            )
-        logger.info("Stored %r", token)
-        return token
+        return _store_token(
+            self, linear_id, tokens, key=[], app_user_id=app_user_id, expires_at=expires_at, scope=scope
+        )
 
 
 class LinearToken(OAuthToken):
@@ -575,7 +537,7 @@ class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySe
         expires_at: Any,
         scope: Any = "",
     ) -> ConfluenceToken:
-        """Create or replace the organization's token for ``cloud_id``: one upsert in one transaction."""
+        """Create or replace the organization's token for ``cloud_id``: one upsert, as ``LinearToken``'s."""
         tokens = seal_tokens(access_token, refresh_token)
         del access_token, refresh_token  # only the sealed copy from here on
         linear_id = clean_identifier(organization_id, "organization_id")
@@ -583,31 +545,16 @@ class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySe
         site_url = clean_text(site_url, "site_url", max_length=500)
         expires_at = clean_aware_datetime(expires_at, "expires_at")
         scope = clean_text(scope, "scope", required=False, max_length=1000)
-        ciphertexts = encrypt_tokens(self.model, tokens)
-        with _organization_for_store(self.db, linear_id) as organization:
-            token = upsert_one(
-                self,
-                self.model(
-                    organization=organization,
-                    cloud_id=cloud_id,
-                    site_url=site_url,
-                    access_token=ciphertexts.value[0],
-                    refresh_token=ciphertexts.value[1],
-                    expires_at=expires_at,
-                    scope=scope,
-                ),
-                unique_fields=["organization", "cloud_id"],
-                update_fields=[
-                    "site_url",
-                    "access_token",
-                    "refresh_token",
-                    "expires_at",
-                    "scope",
-                    "updated_at",
-                ],
-            )
-        logger.info("Stored %r", token)
-        return token
+        return _store_token(
+            self,
+            linear_id,
+            tokens,
+            key=["cloud_id"],
+            cloud_id=cloud_id,
+            site_url=site_url,
+            expires_at=expires_at,
+            scope=scope,
+        )
 
 
 class ConfluenceToken(OAuthToken):
