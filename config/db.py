@@ -114,7 +114,7 @@ class CompiledQuery(Generic[ResultT]):
         for positions, value in zip(statement.positions, args, strict=True):
             for position in positions:
                 params[position] = value
-        with statement.connection.cursor() as cursor:
+        with statement.compiler.connection.cursor() as cursor:
             cursor.execute(statement.sql, params)
             rows = cursor.fetchall()
         if statement.converters:
@@ -124,7 +124,7 @@ class CompiledQuery(Generic[ResultT]):
         start, end = statement.model_fields
         objs = []
         for row in rows:
-            obj = statement.model.from_db(using, statement.init_list, row[start:end])
+            obj = statement.compiler.query.model.from_db(using, statement.init_list, row[start:end])
             for populator in statement.related_populators:
                 populator.populate(row, obj)
             objs.append(obj)
@@ -138,7 +138,7 @@ class CompiledQuery(Generic[ResultT]):
         cache: dict[str, _Statement] = self._local.__dict__.setdefault("statements", {})
         connection = connections[using]
         statement = cache.get(using)
-        if statement is None or statement.connection is not connection:
+        if statement is None or statement.compiler.connection is not connection:
             statement = cache[using] = self._compile(using, connection)
         return statement
 
@@ -168,14 +168,12 @@ class CompiledQuery(Generic[ResultT]):
             init_list = [column[0].target.attname for column in select[model_fields[0] : model_fields[1]]]
             related_populators = get_related_populators(compiler.klass_info, select, using)
         return _Statement(
-            connection=connection,
             compiler=compiler,
             sql=sql,
             params=tuple(params),
             positions=positions,
             converters=converters,
             flat=flat,
-            model=queryset.model,
             model_fields=model_fields,
             init_list=init_list,
             related_populators=related_populators,
@@ -184,16 +182,18 @@ class CompiledQuery(Generic[ResultT]):
 
 @dataclass(frozen=True)
 class _Statement:
-    """One compiled query on one connection: SQL, parameter template, how to build the results."""
+    """One compiled query on one connection: SQL, parameter template, how to build the results.
 
-    connection: BaseDatabaseWrapper
+    ``compiler`` is Django's, after ``as_sql()``: it holds the connection, the query (and its model),
+    and what ``apply_converters`` needs.
+    """
+
     compiler: Any
     sql: str
     params: tuple[Any, ...]
     positions: tuple[tuple[int, ...], ...]
     converters: dict[int, Any]
     flat: bool
-    model: type[models.Model]
     model_fields: tuple[int, int]
     init_list: list[str]
     related_populators: list[Any]

@@ -6,7 +6,6 @@ queryset's SQL compiled once per connection, with the results Django would have 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 from typing import Any
@@ -266,8 +265,7 @@ def test_a_new_connection_object_is_compiled_for_again() -> None:
     query = CompiledQuery(build, arguments=1)
     query("org-1")
     # As if the thread's connection object had been replaced (a test's override, a reconfiguration).
-    statement = query._statement("default")
-    query._local.statements["default"] = dataclasses.replace(statement, connection=object())
+    query._statement("default").compiler.connection = object()
     assert len(query("org-1")) == 1
     assert build.calls == 2
 
