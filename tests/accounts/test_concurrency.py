@@ -9,35 +9,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from accounts.models import LinearToken, Organization
+from tests.reliability.concurrency import assert_no_errors, run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def run_in_threads(count: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
-    """Run ``work(i)`` in ``count`` threads released together; return results and errors."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def target(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except BaseException as exc:  # collected and asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results, errors
+def run_in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` in ``count`` threads released together; fail on any error; return the results."""
+    outcomes = run_together(work, writers=count)
+    assert_no_errors(outcomes)
+    return [outcome.result for outcome in outcomes]
 
 
 def test_sixteen_concurrent_stores_for_a_new_organization_leave_one_row() -> None:
@@ -53,9 +37,8 @@ def test_sixteen_concurrent_stores_for_a_new_organization_leave_one_row() -> Non
         )
         return token.pk, i
 
-    results, errors = run_in_threads(16, store)
+    results = run_in_threads(16, store)
 
-    assert errors == []
     assert Organization.objects.filter(linear_id="org-race").count() == 1
     assert LinearToken.objects.count() == 1
     row = LinearToken.objects.get()
@@ -88,9 +71,8 @@ def test_eight_concurrent_refreshers_never_spend_a_refresh_token_twice() -> None
         token = LinearToken.objects.for_organization("org-refresh")
         return token.refresh(refresher).access_token
 
-    results, errors = run_in_threads(8, refresh)
+    results = run_in_threads(8, refresh)
 
-    assert errors == []
     assert max(Counter(given).values()) == 1  # no refresh token was ever given twice
     assert given[0] == "start-refresh-0000"
     row = LinearToken.objects.get()
@@ -115,9 +97,8 @@ def test_concurrent_refreshers_of_one_loaded_state_call_the_provider_once() -> N
             given.append(refresh_token)
         return "once-access-0001", None, timezone.now() + dt.timedelta(hours=1)
 
-    results, errors = run_in_threads(8, lambda i: copies[i].refresh(refresher).access_token)
+    results = run_in_threads(8, lambda i: copies[i].refresh(refresher).access_token)
 
-    assert errors == []
     assert given == ["start-refresh-0000"]
     assert results == ["once-access-0001"] * 8
     row = LinearToken.objects.get()
