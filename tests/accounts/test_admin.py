@@ -108,6 +108,17 @@ def test_changelist_query_count_does_not_grow_with_rows(
         admin_client.get(url)
 
 
+def linear_change_form(token: LinearToken, **fields: str) -> dict[str, Any]:
+    """POST data of the Linear token's change form: its own values, a 2031 expiry, then ``fields``."""
+    return {
+        "organization": token.organization_id,
+        "app_user_id": token.app_user_id,
+        "expires_at_0": "2031-01-02",
+        "expires_at_1": "03:04:05",
+        **fields,
+    }
+
+
 def test_superuser_replaces_a_token_and_history_holds_no_value(
     admin_client: Client, linear_token: LinearToken
 ) -> None:
@@ -115,15 +126,7 @@ def test_superuser_replaces_a_token_and_history_holds_no_value(
     new_access = "replaced_access_SECRET_9z9z"
     response = admin_client.post(
         url,
-        {
-            "organization": linear_token.organization_id,
-            "app_user_id": linear_token.app_user_id,
-            "scope": "read",
-            "expires_at_0": "2031-01-02",
-            "expires_at_1": "03:04:05",
-            "new_access_token": new_access,
-            "new_refresh_token": "",
-        },
+        linear_change_form(linear_token, scope="read", new_access_token=new_access, new_refresh_token=""),
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -141,15 +144,9 @@ def test_an_empty_replacement_keeps_the_tokens(admin_client: Client, linear_toke
     url = reverse("admin:accounts_lineartoken_change", args=[linear_token.pk])
     response = admin_client.post(
         url,
-        {
-            "organization": linear_token.organization_id,
-            "app_user_id": "another-user",
-            "scope": "",
-            "expires_at_0": "2031-01-02",
-            "expires_at_1": "03:04:05",
-            "new_access_token": "",
-            "new_refresh_token": "",
-        },
+        linear_change_form(
+            linear_token, app_user_id="another-user", scope="", new_access_token="", new_refresh_token=""
+        ),
     )
     assert response.status_code == 302
     row = LinearToken.objects.get(pk=linear_token.pk)
@@ -163,13 +160,7 @@ def test_an_invalid_replacement_is_refused_without_echoing_it(
     bad = "fernet:looks_like_SECRET_ciphertext"
     response = admin_client.post(
         url,
-        {
-            "organization": linear_token.organization_id,
-            "app_user_id": linear_token.app_user_id,
-            "expires_at_0": "2031-01-02",
-            "expires_at_1": "03:04:05",
-            "new_access_token": bad,
-        },
+        linear_change_form(linear_token, new_access_token=bad),
     )
     assert response.status_code == 200
     html = response.content.decode()
@@ -241,13 +232,9 @@ def test_staff_with_change_permission_cannot_replace_a_token(linear_token: Linea
     url = reverse("admin:accounts_lineartoken_change", args=[linear_token.pk])
     response = client.post(
         url,
-        {
-            "organization": linear_token.organization_id,
-            "app_user_id": "changed-by-staff",
-            "expires_at_0": "2031-01-02",
-            "expires_at_1": "03:04:05",
-            "new_access_token": "smuggled_token_abcd",
-        },
+        linear_change_form(
+            linear_token, app_user_id="changed-by-staff", new_access_token="smuggled_token_abcd"
+        ),
     )
     assert response.status_code == 302
     row = LinearToken.objects.get(pk=linear_token.pk)
