@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -13,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from planning.models import Enabler, Feature, PlanningSession, Story
 from planning.services import PlanningResultCounts, RowCounts, save_planning_result
 from tests.factories import make_enabler, make_feature, make_planning_session, make_story
+from tests.reliability.concurrency import assert_no_errors, run_together
 
 
 def result(n_features: int = 2, n_stories: int = 2, n_enablers: int = 1, suffix: str = "") -> dict:
@@ -306,38 +306,23 @@ def test_rows_created_elsewhere_are_matched_by_linear_id():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_saves_for_one_session_serialize_and_end_with_the_right_rows():
     session = make_planning_session()
-    workers = 16
-    barrier = threading.Barrier(workers)
-    results: list[PlanningResultCounts] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
 
-    def worker(n: int) -> None:
-        try:
-            # Each worker sends the shared features F-0..F-4 (same titles) plus one of its own.
-            data = result(5, 3, 2)
-            data["features"].append({"feature_id": f"W-{n}", "title": f"Worker {n}",
-                                     "stories": [{"story_id": "S", "title": "s"}]})
-            barrier.wait()
-            counts = save_planning_result(session, **data)
-            with lock:
-                results.append(counts)
-        except BaseException as exc:  # recorded and re-raised in the main thread
-            with lock:
-                errors.append(exc)
-        finally:
-            connection.close()
+    def save(n: int) -> PlanningResultCounts:
+        # Each worker sends the shared features F-0..F-4 (same titles) plus one of its own.
+        data = result(5, 3, 2)
+        data["features"].append(
+            {"feature_id": f"W-{n}", "title": f"Worker {n}", "stories": [{"story_id": "S", "title": "s"}]}
+        )
+        return save_planning_result(session, **data)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    outcomes = run_together(save)
+    assert_no_errors(outcomes)
+    results = [o.result for o in outcomes]
+    workers = len(outcomes)
     assert Feature.objects.filter(planning_session=session).count() == 5 + workers
     assert Story.objects.filter(planning_feature__planning_session=session).count() == 5 * 3 + workers
     assert Enabler.objects.filter(planning_session=session).count() == 2
-    # Exactly one worker created the shared rows; the other 15 found them unchanged.
+    # Exactly one worker created the shared rows; the others found them unchanged.
     assert sorted(r.features.created for r in results) == [1] * (workers - 1) + [6]
     assert sum(r.stories.created for r in results) == 5 * 3 + workers
     assert sum(r.enablers.created for r in results) == 2

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Organization
 from planning.models import PlanningSession, ProgramIncrement
 from tests.factories import make_organization, make_planning_session, make_program_increment
+from tests.reliability.concurrency import WRITERS, assert_no_errors, run_together
 
 URL = "https://acme.atlassian.net/wiki/spaces/PLAN/pages/42"
 
@@ -224,30 +223,19 @@ class TestTransitions:
 @pytest.mark.django_db(transaction=True)
 def test_only_one_of_many_racing_workers_picks_a_session_up():
     session = make_planning_session()
-    barrier = threading.Barrier(16)
-    outcomes: list[str] = []
-    lock = threading.Lock()
+    # Loaded before the race: every worker's instance still says 'pending'.
+    instances = [PlanningSession.objects.get(pk=session.pk) for _ in range(WRITERS)]
 
-    def worker() -> None:
+    def pick_up(n: int) -> str:
         try:
-            mine = PlanningSession.objects.get(pk=session.pk)
-            barrier.wait()
-            try:
-                mine.mark_in_progress()
-                result = "won"
-            except ValidationError:
-                result = "refused"
-            with lock:
-                outcomes.append(result)
-        finally:
-            connection.close()
+            instances[n].mark_in_progress()
+        except ValidationError:
+            return "refused"
+        return "won"
 
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["refused"] * 15 + ["won"]
+    outcomes = run_together(pick_up)
+    assert_no_errors(outcomes)
+    assert sorted(o.result for o in outcomes) == ["refused"] * (WRITERS - 1) + ["won"]
     assert PlanningSession.objects.get(pk=session.pk).status == "processing"
 
 
@@ -283,29 +271,6 @@ class TestProgramIncrementQueries:
             pi.full_clean()
 
 
-def _race(workers: int, action) -> list:
-    """Run ``action(n)`` in ``workers`` threads released together; return what each returned."""
-    barrier = threading.Barrier(workers)
-    outcomes: list = []
-    lock = threading.Lock()
-
-    def run(n: int) -> None:
-        try:
-            barrier.wait()
-            outcome = action(n)
-            with lock:
-                outcomes.append(outcome)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_completing_and_failing_at_once_leaves_exactly_one_winner():
@@ -322,7 +287,9 @@ def test_completing_and_failing_at_once_leaves_exactly_one_winner():
         except ValidationError:
             return None
 
-    winners = [o for o in _race(16, finish) if o is not None]
+    outcomes = run_together(finish)
+    assert_no_errors(outcomes)
+    winners = [o.result for o in outcomes if o.result is not None]
     assert len(winners) == 1
     row = PlanningSession.objects.get(pk=session.pk)
     assert row.status == winners[0]
@@ -333,7 +300,7 @@ def test_completing_and_failing_at_once_leaves_exactly_one_winner():
 @pytest.mark.django_db(transaction=True)
 def test_racing_progress_updates_end_at_the_highest_value():
     session = make_planning_session(status="processing")
-    values = [(n * 37) % 101 for n in range(16)]
+    values = [(n * 37) % 101 for n in range(WRITERS)]
 
     def report(n: int) -> bool:
         try:
@@ -342,8 +309,9 @@ def test_racing_progress_updates_end_at_the_highest_value():
         except ValidationError:
             return False
 
-    outcomes = _race(16, report)
-    assert len(outcomes) == 16 and any(outcomes)
+    outcomes = run_together(report)
+    assert_no_errors(outcomes)
+    assert any(o.result for o in outcomes)
     assert PlanningSession.objects.get(pk=session.pk).progress == max(values)
 
 
