@@ -67,7 +67,6 @@ class SessionRow:
     organization: str
     progress: int
     error: str
-    updated_at: dt.datetime
     url: str
 
 
@@ -220,7 +219,6 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
                     "organization__linear_id",
                     "progress",
                     "error",
-                    "updated_at",
                 )[:limit]
             )
             rows = [
@@ -229,7 +227,6 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
                     organization=row["organization__name"] or row["organization__linear_id"],
                     progress=row["progress"],
                     error=redact(row["error"]),
-                    updated_at=row["updated_at"],
                     url=_change(PlanningSession, row["pk"]),
                 )
                 for row in latest

@@ -132,6 +132,7 @@ def test_session_panel_lists_processing_and_failed_with_links(admin_client):
     assert panel.count("Checkout PI</a>") == 2
     assert panel.count("40%</progress>") == 2
     assert "Confluence returned 503 Service Unavailable" in panel
+    assert panel.count('<div class="console-sub">Northwind</div>') == 3  # each row names its organization
     response = admin_client.get("/admin/planning/planningsession/?status__exact=failed")
     assert [s.planning_title for s in response.context["cl"].result_list] == ["Broken page"]
 
