@@ -164,10 +164,14 @@ def test_feature_change_page_shows_its_stories_inline(admin_client):
     feature = make_feature(title="Checkout")
     make_story(planning_feature=feature, story_id="S-A", title="Pay by card")
     make_story(planning_feature=feature, story_id="S-B", title="Pay by invoice")
-    response = admin_client.get(reverse("admin:planning_feature_change", args=[feature.pk]))
-    assert response.status_code == 200
-    html = response.content.decode()
-    assert 'value="Pay by card"' in html and 'value="Pay by invoice"' in html
+    url = reverse("admin:planning_feature_change", args=[feature.pk])
+    admin_client.get(url)  # warm the login session cache
+    few = _count_queries(admin_client, url)
+    for n in range(20):
+        make_story(planning_feature=feature, story_id=f"S-{n}", title=f"Extra {n}")
+    assert _count_queries(admin_client, url) == few  # no query per inline story
+    html = admin_client.get(url).content.decode()
+    assert 'value="Pay by card"' in html and 'value="Pay by invoice"' in html and 'value="Extra 19"' in html
 
 
 def test_feature_changelist_counts_stories(admin_client):
@@ -228,10 +232,16 @@ def test_program_increment_change_page_shows_children_inline(admin_client):
     make_pi_feature(program_increment=pi, feature_id="PF-1")
     make_pi_objective(program_increment=pi, objective_id="OBJ-1")
     make_pi_risk(program_increment=pi, risk_id="RISK-1")
-    response = admin_client.get(reverse("admin:planning_programincrement_change", args=[pi.pk]))
-    assert response.status_code == 200
-    html = response.content.decode()
-    for value in ("PF-1", "OBJ-1", "RISK-1"):
+    url = reverse("admin:planning_programincrement_change", args=[pi.pk])
+    admin_client.get(url)  # warm the login session cache
+    few = _count_queries(admin_client, url)
+    for n in range(2, 22):
+        make_pi_feature(program_increment=pi, feature_id=f"PF-{n}")
+        make_pi_objective(program_increment=pi, objective_id=f"OBJ-{n}")
+        make_pi_risk(program_increment=pi, risk_id=f"RISK-{n}")
+    assert _count_queries(admin_client, url) == few  # no query per inline row
+    html = admin_client.get(url).content.decode()
+    for value in ("PF-1", "OBJ-1", "RISK-1", "PF-21", "OBJ-21", "RISK-21"):
         assert f'value="{value}"' in html
 
 
