@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.validation import clean_identifier, clean_text
@@ -163,14 +164,15 @@ def _upsert(
     model: type[Feature | Story | Enabler],
     id_field: str,
     parent_field: str,
-    existing: dict[tuple[int, str], Feature | Story | Enabler],
+    stored: QuerySet[Any],
     wanted: list[tuple[int, str, dict[str, str]]],
     now: Any,
-) -> tuple[RowCounts, list[Any]]:
+) -> tuple[RowCounts, dict[tuple[int, str], int | None]]:
     """Create the missing rows and update the changed ones with one bulk query each (per batch).
 
-    ``existing`` maps (parent pk, Linear id) to the stored row; ``wanted`` lists (parent pk, Linear id,
-    values). Returns the counts and the created rows (with their primary keys).
+    ``stored`` holds the rows already under the parents; ``wanted`` lists (parent pk, Linear id,
+    values). Returns the counts and the primary key of every wanted row by (parent pk, Linear id)
+    (``None`` for a created row where the backend cannot return ids from a bulk insert).
 
     Changed rows are written with ``INSERT ... ON CONFLICT (parent, id) DO UPDATE`` rather than
     ``bulk_update``, whose ``CASE WHEN`` per row costs rows × rows comparisons (on PostgreSQL,
@@ -178,35 +180,31 @@ def _upsert(
     10-story changed-title save with upserts 0.30 s). Only the value fields and ``updated_at`` are
     updated, so ``created_at`` stays.
     """
+    if not wanted:
+        return RowCounts(), {}
+    parent_attname = f"{parent_field}_id"
+    existing = {(getattr(row, parent_attname), getattr(row, id_field)): row for row in stored.order_by()}
+    pks: dict[tuple[int, str], int | None] = {}
     to_create: list[Any] = []
     to_update: list[Any] = []
-    unchanged = 0
     value_fields: list[str] = []
     for parent_pk, linear_id, values in wanted:
         value_fields = list(values)
         row = existing.get((parent_pk, linear_id))
-        if row is None:
-            to_create.append(
-                model(
-                    **{f"{parent_field}_id": parent_pk, id_field: linear_id},
-                    **values,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        elif any(getattr(row, name) != value for name, value in values.items()):
-            to_update.append(
-                model(
-                    **{f"{parent_field}_id": parent_pk, id_field: linear_id},
-                    **values,
-                    created_at=row.created_at,
-                    updated_at=now,
-                )
-            )
-        else:
-            unchanged += 1
+        if row is not None:
+            pks[parent_pk, linear_id] = row.pk
+            if all(getattr(row, name) == value for name, value in values.items()):
+                continue
+        instance = model(
+            **{parent_attname: parent_pk, id_field: linear_id},
+            **values,
+            created_at=now if row is None else row.created_at,
+            updated_at=now,
+        )
+        (to_create if row is None else to_update).append(instance)
     if to_create:
         model.objects.bulk_create(to_create)
+        pks.update({(getattr(row, parent_attname), getattr(row, id_field)): row.pk for row in to_create})
     if to_update:
         model.objects.bulk_create(
             to_update,
@@ -214,7 +212,8 @@ def _upsert(
             unique_fields=[parent_field, id_field],
             update_fields=[*value_fields, "updated_at"],
         )
-    return RowCounts(created=len(to_create), updated=len(to_update), unchanged=unchanged), to_create
+    unchanged = len(wanted) - len(to_create) - len(to_update)
+    return RowCounts(created=len(to_create), updated=len(to_update), unchanged=unchanged), pks
 
 
 def save_planning_result(
@@ -265,56 +264,36 @@ def save_planning_result(
         if not locked:
             raise ValidationError(f"Planning session {session.pk} does not exist.", code="missing")
 
-        feature_counts, existing_features, created_features = RowCounts(), {}, []
-        if feature_items:
-            existing_features = {
-                (session.pk, row.feature_id): row
-                for row in Feature.objects.filter(planning_session=session.pk).order_by()
-            }
-            feature_counts, created_features = _upsert(
-                Feature,
-                "feature_id",
-                "planning_session",
-                existing_features,
-                [(session.pk, item.linear_id, item.values) for item in feature_items],
-                now,
-            )
+        feature_counts, feature_pks = _upsert(
+            Feature,
+            "feature_id",
+            "planning_session",
+            Feature.objects.filter(planning_session=session.pk),
+            [(session.pk, item.linear_id, item.values) for item in feature_items],
+            now,
+        )
 
-        story_counts = RowCounts()
-        if story_items:
-            feature_pks = {key[1]: row.pk for key, row in existing_features.items()}
-            feature_pks.update({row.feature_id: row.pk for row in created_features})
-            if None in feature_pks.values():  # a backend that cannot return ids from a bulk insert
-                feature_pks = dict(
-                    Feature.objects.filter(planning_session=session.pk).values_list("feature_id", "id")
-                )
-            existing_stories = {
-                (row.planning_feature_id, row.story_id): row
-                for row in Story.objects.filter(planning_feature__planning_session=session.pk).order_by()
-            }
-            story_counts, _ = _upsert(
-                Story,
-                "story_id",
-                "planning_feature",
-                existing_stories,
-                [(feature_pks[item.parent_id], item.linear_id, item.values) for item in story_items],
-                now,
-            )
+        # A backend that cannot return ids from a bulk insert: read the new features' ids back.
+        if story_items and None in feature_pks.values():
+            stored = Feature.objects.filter(planning_session=session.pk).values_list("feature_id", "id")
+            feature_pks = {(session.pk, feature_id): pk for feature_id, pk in stored}
+        story_counts, _ = _upsert(
+            Story,
+            "story_id",
+            "planning_feature",
+            Story.objects.filter(planning_feature__planning_session=session.pk),
+            [(feature_pks[session.pk, item.parent_id], item.linear_id, item.values) for item in story_items],
+            now,
+        )
 
-        enabler_counts = RowCounts()
-        if enabler_items:
-            existing_enablers = {
-                (session.pk, row.enabler_id): row
-                for row in Enabler.objects.filter(planning_session=session.pk).order_by()
-            }
-            enabler_counts, _ = _upsert(
-                Enabler,
-                "enabler_id",
-                "planning_session",
-                existing_enablers,
-                [(session.pk, item.linear_id, item.values) for item in enabler_items],
-                now,
-            )
+        enabler_counts, _ = _upsert(
+            Enabler,
+            "enabler_id",
+            "planning_session",
+            Enabler.objects.filter(planning_session=session.pk),
+            [(session.pk, item.linear_id, item.values) for item in enabler_items],
+            now,
+        )
 
     counts = PlanningResultCounts(features=feature_counts, stories=story_counts, enablers=enabler_counts)
     logger.info("planning session %s: saved planning result (%s)", session.pk, counts)

@@ -302,6 +302,18 @@ def test_rows_created_elsewhere_are_matched_by_linear_id():
     assert Story.objects.get().title == "Story 0.0"
 
 
+@pytest.mark.django_db
+def test_stories_find_new_features_on_a_backend_that_returns_no_ids_from_bulk_inserts(monkeypatch):
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
+    session = make_planning_session()
+    save_planning_result(session, **result(1, 1, 0))
+    counts = save_planning_result(session, **result(3, 2, 0))
+    assert counts.stories == RowCounts(created=5, unchanged=1)
+    assert sorted(Story.objects.values_list("planning_feature__feature_id", "story_id")) == [
+        (f"F-{i}", f"S-{i}-{j}") for i in range(3) for j in range(2)
+    ]
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_saves_for_one_session_serialize_and_end_with_the_right_rows():
