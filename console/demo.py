@@ -95,9 +95,9 @@ def seed_demo(*, now: dt.datetime | None = None) -> bool:
         if demo_present():
             return False
         for index, org in enumerate(ORGANIZATIONS):
-            Organization.objects.ensure(org.linear_id, name=org.name)
+            organization = Organization.objects.ensure(org.linear_id, name=org.name)
             _tokens(org, index, now)
-            increments = _program_increments(org, now)
+            increments = _program_increments(org, organization, now)
             _planning_sessions(org, increments[1], now)
             _sync(org, now)
     logger.info("Demo data written for %d organizations", len(ORGANIZATIONS))
@@ -134,8 +134,9 @@ def _tokens(org: DemoOrganization, index: int, now: dt.datetime) -> None:
 # --- planning ------------------------------------------------------------------------------------
 
 
-def _program_increments(org: DemoOrganization, now: dt.datetime) -> list[ProgramIncrement]:
-    organization = Organization.objects.get(linear_id=org.linear_id)
+def _program_increments(
+    org: DemoOrganization, organization: Organization, now: dt.datetime
+) -> list[ProgramIncrement]:
     today = now.date()
     specs = [
         ("PI-2026.3", "Summer increment", today - dt.timedelta(days=100), ProgramIncrement.Status.COMPLETED),
