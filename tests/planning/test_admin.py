@@ -258,6 +258,23 @@ def test_add_pages_answer(admin_client, name):
     assert admin_client.get(reverse(name)).status_code == 200
 
 
+def test_a_session_added_in_the_admin_starts_pending_whatever_is_posted(admin_client):
+    organization = make_organization()
+    new = PlanningSession(
+        organization=organization,
+        planning_title="Added",
+        confluence_page_url="https://acme.atlassian.net/wiki/x",
+    )
+    data = _session_form(new, [])
+    data.update({"status": "completed", "progress": "100", "error": "posted"})  # read-only: ignored
+    response = admin_client.post(reverse("admin:planning_planningsession_add"), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    session = PlanningSession.objects.get(planning_title="Added")
+    assert (session.organization, session.status, session.progress, session.error) == (
+        organization, "pending", 0, ""
+    )
+
+
 def test_autocomplete_for_program_increments_answers(admin_client):
     pi = make_program_increment(pi_id="PI-2026.1")
     response = admin_client.get(
