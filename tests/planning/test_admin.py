@@ -270,9 +270,8 @@ def test_a_session_added_in_the_admin_starts_pending_whatever_is_posted(admin_cl
     response = admin_client.post(reverse("admin:planning_planningsession_add"), data)
     assert response.status_code == 302, response.content.decode()[:2000]
     session = PlanningSession.objects.get(planning_title="Added")
-    assert (session.organization, session.status, session.progress, session.error) == (
-        organization, "pending", 0, ""
-    )
+    assert session.organization == organization
+    assert (session.status, session.progress, session.error) == ("pending", 0, "")
 
 
 def test_autocomplete_for_program_increments_answers(admin_client):
