@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from django.views.decorators.debug import sensitive_variables
 from psycopg import sql
 
 logger = logging.getLogger(__name__)
@@ -33,37 +34,65 @@ def redact_url(url: str) -> str:
     return f"postgresql://{host}{port}{parts.path}"
 
 
+@sensitive_variables()
+def _without_password(message: str, url: str) -> str:
+    """``message`` with the URL's password, as written and percent-decoded, replaced by ``***``."""
+    password = urllib.parse.urlsplit(url).password
+    for secret in {password, urllib.parse.unquote(password)} if password else ():
+        message = message.replace(secret, "***")
+    return message
+
+
 class PostgresSource:
-    """The old PostgreSQL database, opened read-only."""
+    """The old PostgreSQL database, opened read-only.
+
+    The URL holds the password: it is kept only in ``_url``, for :meth:`open`; what is shown (``label``,
+    ``repr``, messages) is the URL without credentials.
+    """
 
     kind = "postgresql"
 
+    @sensitive_variables()
     def __init__(self, url: str, *, itersize: int = 2000) -> None:
         if not isinstance(url, str) or not url.startswith(("postgres://", "postgresql://")):
             raise SourceError("--source-url must be a postgres:// or postgresql:// URL.")
         try:
             parts = urllib.parse.urlsplit(url)
+            after_scheme = url.partition("://")[2]
+            if after_scheme.count("@") > 1 or ("@" in after_scheme and "@" not in parts.netloc):
+                # An unencoded '@', '/', '?' or '#' in the password: urllib and libpq then split the URL
+                # in different places, and a piece of the password would end up as host, port or path,
+                # in the label and in messages.
+                raise SourceError(
+                    "--source-url has an '@' that is not the one between credentials and host: "
+                    "percent-encode '@', '/', '?' and '#' in the user name and password "
+                    "(%40, %2F, %3F, %23)."
+                )
             parts.port  # noqa: B018 - parsing the port is what raises for a bad one
-            self._password = parts.password or ""
             self.label = redact_url(url)
         except ValueError as exc:
-            # urllib's messages ("Invalid IPv6 URL", "Port out of range 0-65535") hold no password.
+            # urllib's messages ("Invalid IPv6 URL", "Port out of range 0-65535") hold no password: the
+            # port and host it quotes come after the credentials.
             raise SourceError(f"--source-url is not a valid URL: {exc}.") from None
-        self.url = url
+        self._url = url
         self.itersize = itersize
         self._conn: psycopg.Connection | None = None
         self._cursors = 0
         self._tables: dict[str, list[str]] | None = None
 
+    def __repr__(self) -> str:
+        return f"<PostgresSource {self.label}>"
+
     def open(self) -> PostgresSource:
         """Connect, make the session read-only, and start one READ ONLY transaction (one snapshot)."""
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
         except (psycopg.Error, ValueError, UnicodeError, OSError) as exc:
-            # psycopg's messages name host and database; scrub the password anyway, in case a
-            # parser quotes part of the URL back.
-            message = str(exc).replace(self._password, "***") if self._password else str(exc)
-            raise SourceError(f"Cannot connect to the old database {self.label}: {message}") from None
+            # psycopg's messages name host and database; scrub the password anyway: libpq quotes a
+            # badly percent-encoded one back.
+            raise SourceError(
+                f"Cannot connect to the old database {self.label}: {_without_password(str(exc), self._url)}"
+            ) from None
         conn.execute("SET default_transaction_read_only = on")
         conn.autocommit = False
         conn.read_only = True

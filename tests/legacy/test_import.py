@@ -1182,6 +1182,16 @@ def test_command_dry_run(second_shape):
             "not a valid URL: Port could not be cast",
         ),
         (["--source-url", "postgresql://u:s3cret@[::1/db"], "not a valid URL: Invalid IPv6 URL"),
+        # Unencoded reserved characters in the password: urllib and libpq would split the URL in
+        # different places, putting a piece of the password in the port, host or label.
+        *(
+            (["--source-url", f"postgresql://u:{password}@127.0.0.1:5432/db"], "percent-encode '@', '/'")
+            for password in ("s3cret/x", "s3cret?x", "s3cret#x", "x@s3cret")
+        ),
+        (
+            ["--source-url", "postgresql://u:s3cret%zz@127.0.0.1/db"],
+            "Cannot connect to the old database postgresql://127.0.0.1/db: invalid percent-encoded token",
+        ),
         (
             ["--source-url", "postgresql://u:s3cret@" + "h" * 300 + "/db"],
             "Cannot connect to the old database",
@@ -1201,6 +1211,13 @@ def test_bad_arguments_are_command_errors_without_the_password(args, message):
         call_command("import_legacy", *args, stdout=_Sink())
     assert "s3cret" not in str(caught.value)
     assert counts() == dict.fromkeys(counts(), 0)
+
+
+def test_the_source_shows_no_password_and_keeps_it_in_one_private_attribute():
+    source = PostgresSource("postgresql://u:s3cret@127.0.0.1:5432/db")
+    assert source.label == "postgresql://127.0.0.1:5432/db"
+    assert repr(source) == "<PostgresSource postgresql://127.0.0.1:5432/db>"
+    assert [name for name, value in vars(source).items() if "s3cret" in str(value)] == ["_url"]
 
 
 def test_command_refuses_a_bad_source(pg_admin_url):
