@@ -458,7 +458,7 @@ class _Importer:
                 continue
             candidates.append(_Candidate(old_id, values, values.pop("_data", None) or {}))
         self._organizations(candidates)
-        inserts, merges, replaces = self._deduplicate(label, spec, candidates, rows, state)
+        inserts, merges, replaces = self._deduplicate(label, spec, candidates, state)
         if spec.keep_id:
             self._assign_ids(label, spec, inserts, state)
         model = spec.model
@@ -562,7 +562,6 @@ class _Importer:
         label: str,
         spec: Spec,
         candidates: list[_Candidate],
-        rows: list[dict[str, Any]],
         state: dict[str, Any],
     ) -> tuple[list[_Candidate], list[tuple[_Candidate, Any]], list[tuple[_Candidate, Any]]]:
         """Split candidates into inserts, merges into another row, and replacements of an older row.

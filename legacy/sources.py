@@ -7,7 +7,6 @@ read-only. Rows come out as dicts keyed by column name.
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 import urllib.parse
@@ -18,8 +17,6 @@ from typing import Any
 import psycopg
 from django.views.decorators.debug import sensitive_variables
 from psycopg import sql
-
-logger = logging.getLogger(__name__)
 
 
 class SourceError(Exception):
@@ -142,11 +139,6 @@ class PostgresSource:
             return None
         return [row[0] for row in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
 
-    def count(self, table: str) -> int:
-        """Rows in ``table``."""
-        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
-        return self.conn.execute(query).fetchone()[0]
-
     def stream(
         self, query: str | sql.Composable, params: Sequence[Any] = (), *, batch_size: int
     ) -> Iterator[list[dict[str, Any]]]:
@@ -237,10 +229,6 @@ class SqliteSource:
                 name: [row[1] for row in self.conn.execute(f'PRAGMA table_info("{name}")')] for name in names
             }
         return self._tables
-
-    def count(self, table: str) -> int:
-        """Rows in ``table``."""
-        return self.conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # noqa: S608
 
     def stream_table(
         self, table: str, columns: Sequence[str], *, order_by: Sequence[str] = ("id",), batch_size: int
