@@ -10,11 +10,12 @@ import datetime as dt
 import pytest
 from django.core.exceptions import ValidationError
 
-from accounts.models import ConfluenceToken, LinearToken
+from accounts.models import ConfluenceToken, LinearToken, Organization, TokenRefreshError
 from sync.models import SyncHistory, SyncState
 
 pytestmark = pytest.mark.django_db
 
+EXPIRES = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 EDGES = [
     pytest.param(dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14))), id="year-1-at-utc+14"),
     pytest.param(
@@ -41,23 +42,21 @@ CALLS = {
 def test_datetime_outside_the_utc_calendar_is_a_validation_error(name, when):
     with pytest.raises(ValidationError):
         CALLS[name](when)
-    assert not LinearToken.objects.exists()
-    assert not SyncState.objects.exists()
-    assert not SyncHistory.objects.exists()
+    for model in (Organization, LinearToken, ConfluenceToken, SyncState, SyncHistory):
+        assert not model.objects.exists(), f"a refused {name} left a {model.__name__} row"
 
 
 @pytest.mark.parametrize("when", EDGES)
 def test_refresher_returning_such_a_datetime_is_refused_and_the_pair_kept(when):
-    from accounts.models import TokenRefreshError
-
     token = LinearToken.objects.store(
         "org-edge",
         access_token="old",
         refresh_token="old-r",
         app_user_id="u",
-        expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+        expires_at=EXPIRES,
     )
     with pytest.raises(TokenRefreshError):
         token.refresh(lambda refresh_token: ("new", "new-r", when))
     stored = LinearToken.objects.get()
     assert (stored.access_token, stored.refresh_token) == ("old", "old-r")
+    assert stored.expires_at == EXPIRES
