@@ -28,9 +28,14 @@ class Outcome:
     error: BaseException | None = None
 
 
-def run_together(work: Callable[[int], Any], writers: int = WRITERS) -> list[Outcome]:
-    """Run ``work(i)`` for i in 0..writers-1 in real threads released together by a barrier."""
-    barrier = threading.Barrier(writers)
+def run_together(work: Callable[[int], Any], writers: int = WRITERS, barrier: Any = None) -> list[Outcome]:
+    """Run ``work(i)`` for i in 0..writers-1 in real threads released together by a barrier.
+
+    ``barrier`` is a new ``threading.Barrier(writers)`` unless given: a ``multiprocessing`` one releases the
+    threads of several processes together.
+    """
+    if barrier is None:
+        barrier = threading.Barrier(writers)
     outcomes = [Outcome(i) for i in range(writers)]
 
     def worker(i: int) -> None:

@@ -1,13 +1,13 @@
 """Code run in child processes (multiprocessing 'spawn') by the multi-process concurrency tests.
 
-Kept out of the test modules so that a spawned child imports nothing but Django and this file.
+Kept out of the test modules so that a spawned child imports nothing but Django, this file and the
+thread helpers of ``tests.reliability.concurrency``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 from typing import Any
 
 
@@ -21,32 +21,25 @@ def refresh_in_process(db_name: str, organization_id: str, threads: int, barrier
     import django
 
     django.setup()
-    from django.db import connection, connections
+    from django.db import connections
     from django.utils import timezone
 
     from accounts.models import LinearToken
+    from tests.reliability.concurrency import run_together
 
     # The child reads the same settings as the parent; only the test database's name differs.
     connections["default"].settings_dict["NAME"] = db_name
     pid = os.getpid()
 
-    def work(index: int) -> None:
+    def work(index: int) -> LinearToken:
         def refresher(refresh_token: str) -> tuple[str, str, dt.datetime]:
             issued = f"refresh-{pid}-{index}"
             results.put(("call", refresh_token, issued))
             return f"access-{pid}-{index}", issued, timezone.now() + dt.timedelta(hours=1)
 
-        try:
-            barrier.wait(timeout=60)
-            LinearToken.objects.for_organization(organization_id).refresh(refresher)
-        except Exception as exc:  # reported to the parent, which fails the test with it
-            results.put(("error", type(exc).__name__, str(exc)))
-        finally:
-            connection.close()
+        return LinearToken.objects.for_organization(organization_id).refresh(refresher)
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    for outcome in run_together(work, threads, barrier=barrier):
+        if outcome.error is not None:  # reported to the parent, which fails the test with it
+            results.put(("error", type(outcome.error).__name__, str(outcome.error)))
     results.put(("done", pid, ""))
