@@ -22,7 +22,7 @@ from planning.models import Enabler, Feature, PlanningSession, ProgramIncrement,
 from planning.services import save_planning_result
 from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
 from sync.services import resolve_conflicts
-from tests.factories import make_change, make_planning_session
+from tests.factories import make_change, make_conflict, make_planning_session
 from tests.reliability.strategies import (
     ANYTHING,
     AWARE_DATETIME,
@@ -401,13 +401,7 @@ def test_conflict_store_deep_json(depth, kind, where):
     by=st.one_of(st.none(), ANYTHING),
 )
 def test_conflict_resolve(strategy, resolved_change, by):
-    conflict = Conflict.objects.store(
-        "conflict-r",
-        linear_change=make_change("linear", itemId="item-r"),
-        confluence_change=make_change("confluence", itemId="item-r", itemData={"title": "other"}),
-        confluence_page_id="p",
-        linear_team_id="t",
-    )
+    conflict = make_conflict(id="conflict-r", item_id="item-r", confluence_page_id="p", linear_team_id="t")
     if conflict.is_resolved:
         conflict.reopen()
     log_before = ConflictResolution.objects.count()
@@ -531,11 +525,7 @@ def test_program_increment_queries(organization_id, on):
 @FUZZ
 @given(by=st.one_of(st.none(), ANYTHING))
 def test_conflict_reopen(by):
-    conflict = Conflict.objects.store(
-        "conflict-o",
-        linear_change=make_change("linear", itemId="item-o"),
-        confluence_change=make_change("confluence", itemId="item-o", itemData={"title": "other"}),
-    )
+    conflict = make_conflict(id="conflict-o", item_id="item-o")
     if not conflict.is_resolved:
         conflict.resolve("linear")
     ok, _ = attempt(lambda: conflict.reopen(by=by))

@@ -21,7 +21,7 @@ from accounts.models import LinearToken, Organization
 from planning.models import Enabler, Feature, PlanningSession, Story
 from planning.services import save_planning_result
 from sync.models import Conflict, ConflictResolution, SyncState
-from tests.factories import make_change, make_planning_session
+from tests.factories import make_conflict, make_planning_session
 
 EXPIRES = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 KILLED = (OperationalError, InterfaceError)
@@ -230,13 +230,7 @@ def test_killed_during_refresh_keeps_the_old_pair():
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_killed_during_conflict_resolve_leaves_it_unresolved_and_unlogged():
-    Conflict.objects.store(
-        "conflict-k",
-        linear_change=make_change("linear", itemId="k"),
-        confluence_change=make_change("confluence", itemId="k", itemData={"title": "other"}),
-        confluence_page_id="p",
-        linear_team_id="t",
-    )
+    make_conflict(id="conflict-k", item_id="k", confluence_page_id="p", linear_team_id="t")
     from django.db import transaction
 
     worker = Worker(
@@ -385,13 +379,7 @@ def test_failure_at_any_write_inside_save_planning_result_keeps_the_previous_res
 
 @pytest.mark.django_db
 def test_failure_writing_the_resolution_log_leaves_the_conflict_unresolved(monkeypatch):
-    conflict = Conflict.objects.store(
-        "conflict-f",
-        linear_change=make_change("linear", itemId="f"),
-        confluence_change=make_change("confluence", itemId="f", itemData={"title": "other"}),
-        confluence_page_id="p",
-        linear_team_id="t",
-    )
+    conflict = make_conflict(id="conflict-f", item_id="f", confluence_page_id="p", linear_team_id="t")
 
     def failing_create(*args: Any, **kwargs: Any) -> Any:
         raise Boom("log write failed")
