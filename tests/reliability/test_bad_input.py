@@ -415,13 +415,8 @@ def test_conflict_resolve(strategy, resolved_change, by):
 
 
 @FUZZ
-@given(
-    ids=st.one_of(st.lists(IDENTIFIER, max_size=4), ANYTHING),
-    strategy=ANYTHING,
-    page=st.one_of(st.none(), IDENTIFIER),
-    team=st.one_of(st.none(), IDENTIFIER),
-)
-def test_conflict_queries_discard_clear_and_bulk_resolve(ids, strategy, page, team):
+@given(page=st.one_of(st.none(), IDENTIFIER), team=st.one_of(st.none(), IDENTIFIER))
+def test_conflict_queries_discard_and_clear(page, team):
     # Nothing is stored: an accepted query finds nothing (a query that matched junk would show here).
     for query in (
         lambda: list(Conflict.objects.unresolved(page, team)),
@@ -546,8 +541,10 @@ def test_token_expiry_helpers(leeway, at, window):
     ok, rows = attempt(lambda: list(LinearToken.objects.expired(at=at)))
     if ok:
         assert rows == ([token] if at is not None and at >= EXPIRES else [])
-    for call in (
-        lambda: token.expires_soon(window),
-        lambda: list(LinearToken.objects.expiring_within(window)),
-    ):
-        attempt(call)
+    ok, soon = attempt(lambda: token.expires_soon(window))
+    if ok:
+        assert soon is token.is_expired(window)
+    ok, rows = attempt(lambda: list(LinearToken.objects.expiring_within(window)))
+    if ok:
+        # The token is valid now (EXPIRES is years ahead): it is listed exactly when it expires soon.
+        assert rows == ([token] if token.expires_soon(window) else [])
