@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import make_result
+from benchmarks.common import main, make_result
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +78,6 @@ def insert_conflicts(cursor: Any, start: int, stop: int) -> None:
     cursor.execute(INSERT_CONFLICTS, {"start": start, "stop": stop})
 
 
-def _setup_django() -> None:
-    """Configure Django when this module runs on its own (the runner has done it otherwise)."""
-    from django.apps import apps
-
-    if apps.ready:
-        return
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-
-
 def _result(name: str, **fields: Any) -> dict[str, Any]:
     """One result row of this PostgreSQL-only benchmark, in milliseconds."""
     return make_result(name, engine="postgresql", unit="ms", **fields)
@@ -133,8 +121,6 @@ def _scratch_database() -> tuple[Any, Any]:
     # The test client's host; not setup_test_environment(), whose template instrumentation would copy
     # every template context and be charged to the page.
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    # As in production: no per-query SQL recording in the timed renders.
-    settings.DEBUG = False
     connection.settings_dict.setdefault("TEST", {})
     connection.settings_dict["TEST"]["NAME"] = f"bench_admin_scale_{os.getpid()}"
     old_config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
@@ -143,21 +129,19 @@ def _scratch_database() -> tuple[Any, Any]:
 
 def run(*, quick: bool = False) -> list[dict]:
     """Render the conflict changelist at 10k and at 1M (100k with ``quick``) conflicts; one row per view."""
-    _setup_django()
     from django.db import connection
 
     if connection.vendor != "postgresql":
         return [
-            {
-                "name": "admin changelist at scale",
-                "engine": connection.vendor,
-                "metric": "skipped",
-                "value": None,
-                "baseline": None,
-                "ratio": None,
-                "unit": "ms",
-                "note": "PostgreSQL only: set DATABASE_URL to a PostgreSQL server.",
-            }
+            make_result(
+                "admin changelist at scale",
+                engine=connection.vendor,
+                metric="skipped",
+                value=None,
+                baseline=None,
+                unit="ms",
+                note="PostgreSQL only: set DATABASE_URL to a PostgreSQL server.",
+            )
         ]
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -219,14 +203,5 @@ def run(*, quick: bool = False) -> list[dict]:
     return rows
 
 
-def main() -> int:
-    """Run alone: print the rows."""
-    import json
-
-    results = run(quick="--quick" in sys.argv[1:])
-    sys.stdout.write(json.dumps(results, indent=2) + "\n")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(run, __doc__))

@@ -397,6 +397,11 @@ def main(
         parser.error(f"--engine {args.engine} but DATABASE_URL points at {engine}")
     options = dict(option.split("=", 1) for option in args.option)
     results = run(quick=args.quick, **options) if options else run(quick=args.quick)
+    for row in results:
+        missing = [key for key in RESULT_KEYS if key not in row]
+        if missing:
+            sys.stderr.write(f"a result row lacks {', '.join(missing)}: {row!r}\n")
+            return 2
     payload = json.dumps(results, indent=2)
     if args.json_out:
         args.json_out.write_text(payload, encoding="utf-8")

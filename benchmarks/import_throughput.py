@@ -28,7 +28,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from benchmarks.common import make_result
+from benchmarks.common import main, make_result
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +41,14 @@ DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 TARGET_ROWS_PER_SECOND = 20_000
 
 
-def _setup_django() -> None:
+def _use_postgresql() -> None:
+    """Point ``DATABASE_URL`` at the local server unless it names a PostgreSQL one (before Django reads it).
+
+    The measurement is defined on PostgreSQL.
+    """
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
-        # The measurement is defined on PostgreSQL: use the local server when none is named.
         os.environ["DATABASE_URL"] = DEFAULT_PG_URL
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-    from django.conf import settings
-
-    django.setup()
-    # As in production: no per-query SQL recording.
-    settings.DEBUG = False
 
 
 def _server_url(database: str) -> str:
@@ -154,7 +150,6 @@ def _peak_memory(source_url: str) -> float:
 
 def run(*, quick: bool = False) -> list[dict]:
     """Generate, import, re-import and dry-run an old deployment; one result row per measurement."""
-    _setup_django()
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
@@ -238,14 +233,6 @@ def run(*, quick: bool = False) -> list[dict]:
     ]
 
 
-def main() -> int:
-    """Run alone: print the rows."""
-    import json
-
-    results = run(quick="--quick" in sys.argv[1:])
-    sys.stdout.write(json.dumps(results, indent=2) + "\n")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    _use_postgresql()
+    sys.exit(main(run, __doc__))

@@ -76,7 +76,6 @@ class Job:
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     label: str = ""
-    external: bool = False
     timeout: float = 300.0
 
 
@@ -200,18 +199,9 @@ def plan_jobs(groups: list[str], engines: list[str], quick: bool) -> list[Job]:
                 )
             )
     for group in ("admin_scale", "import_throughput"):
-        if group in groups and (ROOT / "benchmarks" / f"{group}.py").exists() and "postgresql" in engines:
+        if group in groups and "postgresql" in engines:
             # Both are defined at PostgreSQL scale (a million conflicts, 200,000 imported rows).
-            jobs.append(
-                Job(
-                    group,
-                    f"benchmarks.{group}",
-                    "postgresql",
-                    args=list(quick_args),
-                    external=True,
-                    timeout=420.0,
-                )
-            )
+            jobs.append(Job(group, f"benchmarks.{group}", "postgresql", args=list(quick_args), timeout=420.0))
     return jobs
 
 
@@ -220,19 +210,7 @@ def run_job(job: Job, scratch: ScratchDatabases, base_env: dict[str, str], workd
     url = scratch.fresh(job.engine)
     out = workdir / f"{job.group}-{job.engine}-{scratch._counter}.json"
     env = {**base_env, "DATABASE_URL": url, **job.env}
-    if job.external:
-        command = [sys.executable, "-m", "benchmarks.external", job.module, "--json-out", str(out), *job.args]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            job.module,
-            "--engine",
-            job.engine,
-            "--json-out",
-            str(out),
-            *job.args,
-        ]
+    command = [sys.executable, "-m", job.module, "--engine", job.engine, "--json-out", str(out), *job.args]
     title = f"{job.group} [{job.engine}]" + (f" {job.label}" if job.label else "")
     print(f"- {title} ...", flush=True)
     started = time.perf_counter()
