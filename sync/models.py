@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -120,6 +121,11 @@ def clean_acting_user(by: Any) -> Any:
 # --- SyncState -------------------------------------------------------------------------------------
 
 
+#: (page, team) pairs per statement of ``refresh_conflict_counts``: two parameters each, within SQLite's
+#: 999 and PostgreSQL's 65,535 (server-side binding).
+_PAIRS_PER_STATEMENT = 400
+
+
 class SyncStatus(models.TextChoices):
     IDLE = "idle", "Idle"
     RUNNING = "running", "Running"
@@ -130,6 +136,32 @@ class SyncStateQuerySet(models.QuerySet["SyncState"]):
     def for_pair(self, confluence_page_id: str, linear_team_id: str) -> SyncStateQuerySet:
         """The state of one (page, team) pair (zero or one row)."""
         return self.filter(confluence_page_id=confluence_page_id, linear_team_id=linear_team_id)
+
+    def recount_conflicts(self, *, updated_at: dt.datetime | None = None) -> int:
+        """Set ``conflict_count`` of these rows to their pair's unresolved conflicts where it differs.
+
+        One ``UPDATE`` with a correlated count (answered from the conflicts' partial (page, team)
+        index); rows whose count is right are not written. ``updated_at`` is set on the rows that
+        change when given (the legacy import leaves it, to keep the old rows' times). Returns the
+        number of rows changed. Lock the rows first where concurrent conflict writes must serialise
+        (:meth:`SyncStateManager.refresh_conflict_counts`).
+        """
+        unresolved = (
+            Conflict.objects.filter(
+                is_resolved=False,
+                confluence_page_id=models.OuterRef("confluence_page_id"),
+                linear_team_id=models.OuterRef("linear_team_id"),
+            )
+            .order_by()
+            .values("linear_team_id")
+            .annotate(n=models.Count("pk"))
+            .values("n")
+        )
+        count = Coalesce(models.Subquery(unresolved, output_field=models.IntegerField()), 0)
+        changes: dict[str, Any] = {"conflict_count": count}
+        if updated_at is not None:
+            changes["updated_at"] = updated_at
+        return self.exclude(conflict_count=count).update(**changes)
 
 
 class SyncStateManager(models.Manager["SyncState"]):
@@ -221,61 +253,37 @@ class SyncStateManager(models.Manager["SyncState"]):
         """Set ``conflict_count`` of each (page, team) pair to its number of unresolved conflicts.
 
         Called by every conflict write inside its transaction. It recounts rather than increments, so a
-        count can never drift; the state row is locked before counting so that concurrent writers
+        count can never drift; the state rows are locked before counting so that concurrent writers
         serialise and the last one counts every committed change. Pairs with an empty page or team
         have no state row. ``create`` makes the row first when absent (``Conflict.objects.store`` does
         this, so a pair's count is right even before its first sync).
         """
         wanted = sorted({(page, team) for page, team in pairs if page and team})
-        if not wanted:
-            return
         now = timezone.now()
-        # SQLite caps a statement's parameters (two per pair here); it also locks the whole database
-        # for a writer, so chunks there cannot deadlock. PostgreSQL takes the pairs in one statement.
-        step = len(wanted) if connections[self.db].vendor == "postgresql" else 400
-        for start in range(0, len(wanted), step):
-            self._refresh_conflict_counts(wanted[start : start + step], create=create, now=now)
-
-    def _refresh_conflict_counts(
-        self, pairs: list[tuple[str, str]], *, create: bool, now: dt.datetime
-    ) -> None:
-        """:meth:`refresh_conflict_counts` for at most a few hundred pairs: lock, count, update."""
-        if create:
-            self.bulk_create(
-                [
+        # Chunks keep each statement within SQLite's parameter limit (two per pair) and PostgreSQL's
+        # with server-side binding; taken in sorted order, every writer still locks rows in one order
+        # of (page, team), so writers touching several pairs cannot deadlock.
+        for start in range(0, len(wanted), _PAIRS_PER_STATEMENT):
+            chunk = wanted[start : start + _PAIRS_PER_STATEMENT]
+            if create:
+                rows = [
                     SyncState(confluence_page_id=page, linear_team_id=team, created_at=now, updated_at=now)
-                    for page, team in pairs
-                ],
-                ignore_conflicts=True,
+                    for page, team in chunk
+                ]
+                self.bulk_create(rows, ignore_conflicts=True)
+            of_pairs = Q(
+                *(Q(confluence_page_id=page, linear_team_id=team) for page, team in chunk), _connector=Q.OR
             )
-        of_pairs = Q()
-        for page, team in pairs:
-            of_pairs |= Q(confluence_page_id=page, linear_team_id=team)
-        # One statement locks every pair's row, in the database's order of (page, team): writers
-        # touching several pairs lock them in one order, so they cannot deadlock.
-        states = list(
-            self.select_for_update()
-            .filter(of_pairs)
-            .order_by("confluence_page_id", "linear_team_id")
-            .only("pk", "confluence_page_id", "linear_team_id", "conflict_count")
-        )
-        if not states:
-            return
-        counts = {
-            (row["confluence_page_id"], row["linear_team_id"]): row["count"]
-            for row in Conflict.objects.filter(of_pairs, is_resolved=False)
-            .order_by()
-            .values("confluence_page_id", "linear_team_id")
-            .annotate(count=models.Count("pk"))
-        }
-        changed = []
-        for state in states:
-            count = counts.get((state.confluence_page_id, state.linear_team_id), 0)
-            if count != state.conflict_count:
-                state.conflict_count, state.updated_at = count, now
-                changed.append(state)
-        if changed:
-            self.bulk_update(changed, ["conflict_count", "updated_at"])
+            # The redundant page IN (...) lets PostgreSQL find the rows through the (page, team) index;
+            # given only the OR, it scanned every row of a shared team and tested each pair on it.
+            locked = list(
+                self.select_for_update()
+                .filter(of_pairs, confluence_page_id__in={page for page, _ in chunk})
+                .order_by("confluence_page_id", "linear_team_id")
+                .values_list("pk", flat=True)
+            )
+            if locked:
+                self.filter(pk__in=locked).recount_conflicts(updated_at=now)
 
 
 class SyncState(models.Model):

@@ -655,9 +655,9 @@ def test_listings_are_served_by_an_index_without_a_sort(query, index):
 def test_store_query_counts(django_assert_num_queries):
     changes = {"linear_change": linear(), "confluence_change": confluence()}
     scope = {"confluence_page_id": "p", "linear_team_id": "t"}
-    # lock-read, insert (in a savepoint), state row insert-if-absent, lock state, count, update count;
+    # lock-read, insert (in a savepoint), state row insert-if-absent, lock state, recount (one UPDATE);
     # plus the savepoints of atomic() inside the test transaction.
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(9):
         Conflict.objects.store("c1", **changes, **scope)
     # The same conflict again: only the locked read.
     with django_assert_num_queries(3):

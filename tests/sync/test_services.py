@@ -86,7 +86,7 @@ def test_resolve_conflicts_locks_rows_in_one_query(operator, django_assert_num_q
     assert len(selects) == 1
 
 
-def test_resolve_conflicts_recounts_every_pair_in_three_statements(operator, django_assert_num_queries):
+def test_resolve_conflicts_recounts_every_pair_in_two_statements(operator, django_assert_num_queries):
     pairs = [(f"page-{n}", f"team-{n % 3}") for n in range(12)]
     for n in range(24):
         page, team = pairs[n % 12]
@@ -95,8 +95,8 @@ def test_resolve_conflicts_recounts_every_pair_in_three_statements(operator, dja
     assert SyncState.objects.get(confluence_page_id="page-0").conflict_count == 3
 
     # 1 locked read + per conflict (update + log insert) + the recount of all 12 pairs (lock their
-    # state rows, count, update) + savepoint/release of atomic: not 3 statements per pair.
-    with django_assert_num_queries(1 + 2 * 24 + 3 + 2) as captured:
+    # state rows, one UPDATE with a correlated count) + savepoint/release of atomic: not per pair.
+    with django_assert_num_queries(1 + 2 * 24 + 2 + 2) as captured:
         services.resolve_conflicts([f"c{n:02}" for n in range(24)], "linear", by=operator)
 
     state_sql = [q["sql"] for q in captured.captured_queries if "sync_syncstate" in q["sql"]]

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import Organization
-from sync.models import SyncState
+from sync.models import Conflict, SyncState
 from tests.factories import make_sync_state
 
 pytestmark = pytest.mark.django_db
@@ -166,3 +166,44 @@ def test_organization_is_protected_while_it_has_sync_state():
     SyncState.objects.mark_synced("page", "team", organization_id="org-p")
     with pytest.raises(ProtectedError):
         Organization.objects.get(linear_id="org-p").delete()
+
+
+# --- conflict_count ------------------------------------------------------------------------------
+
+
+def test_refresh_conflict_counts_of_many_pairs_is_two_statements_per_chunk(clock, django_assert_num_queries):
+    """More pairs than one statement takes: every count right, only changed rows written, no CASE per row."""
+    pairs = [(f"page-{n:03}", "team") for n in range(450)]
+    SyncState.objects.bulk_create(
+        SyncState(confluence_page_id=page, linear_team_id=team, conflict_count=n % 2)
+        for n, (page, team) in enumerate(pairs)
+    )
+    # One unresolved conflict on every third pair, and a resolved one on pair 1 that must not count.
+    Conflict.objects.bulk_create(
+        Conflict(id=f"c{n}", confluence_page_id=page, linear_team_id=team)
+        for n, (page, team) in enumerate(pairs)
+        if n % 3 == 0
+    )
+    Conflict.objects.filter(pk="c0").update(is_resolved=True, resolution_strategy="linear", resolved_at=T0)
+    clock.advance(hours=1)
+
+    # Two chunks (400 + 50 pairs), each: lock the state rows, one UPDATE.
+    with django_assert_num_queries(4) as captured:
+        SyncState.objects.refresh_conflict_counts(pairs)
+
+    assert not any("CASE" in query["sql"] for query in captured.captured_queries)
+    expected = {page: int(n % 3 == 0 and n != 0) for n, (page, _) in enumerate(pairs)}
+    rows = {row.confluence_page_id: row for row in SyncState.objects.all()}
+    assert {page: row.conflict_count for page, row in rows.items()} == expected
+    changed = {page for n, (page, _) in enumerate(pairs) if expected[page] != n % 2}
+    assert {page for page, row in rows.items() if row.updated_at == clock.now} == changed
+
+
+def test_recount_conflicts_keeps_updated_at_unless_asked_and_reports_changed_rows():
+    make_sync_state(confluence_page_id="p", linear_team_id="t", conflict_count=5, updated_at=T0)
+    make_sync_state(confluence_page_id="q", linear_team_id="t", conflict_count=0, updated_at=T0)
+
+    assert SyncState.objects.recount_conflicts() == 1  # p drops to 0; q already right
+
+    assert dict(SyncState.objects.values_list("confluence_page_id", "conflict_count")) == {"p": 0, "q": 0}
+    assert set(SyncState.objects.values_list("updated_at", flat=True)) == {T0}
