@@ -842,15 +842,18 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
 
     @admin.display(description="synced at", ordering="synced_at")
     def synced(self, entry: SyncHistory) -> str:
+        """``synced_at`` in local time to the minute."""
         return date_format(timezone.localtime(entry.synced_at), "Y-m-d H:i")
 
     @admin.display(description="changes")
     def changes(self, entry: SyncHistory) -> str:
+        """The five counters as two short lines: Linear issues and Confluence changes, then conflicts."""
         return format_html(
-            '<span style="white-space:nowrap">{} created, {} updated</span><br>'
+            '<span style="white-space:nowrap">{} created, {} updated, {} in Confluence</span><br>'
             '<span style="white-space:nowrap">{} conflicts, {} resolved</span>',
             entry.created_issues,
             entry.updated_issues,
+            entry.confluence_changes,
             entry.conflicts_detected,
             entry.conflicts_resolved,
         )

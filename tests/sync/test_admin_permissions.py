@@ -270,6 +270,7 @@ def test_sync_history_list_fits_counters_in_one_column_beside_the_error(superuse
         error="Linear API: 502",
         created_issues=3,
         updated_issues=5,
+        confluence_changes=4,
         conflicts_detected=2,
         conflicts_resolved=1,
         synced_at=dt.datetime(2026, 3, 4, 5, 6, tzinfo=dt.UTC),
@@ -285,7 +286,8 @@ def test_sync_history_list_fits_counters_in_one_column_beside_the_error(superuse
         "short_error",
     ]
     assert "2026-03-04 05:06" in html
-    assert "3 created, 5 updated" in html and "2 conflicts, 1 resolved" in html
+    # Every counter, the Confluence changes too (the first version of this column left them out).
+    assert "3 created, 5 updated, 4 in Confluence" in html and "2 conflicts, 1 resolved" in html
     assert "Linear API: 502" in html
 
 
