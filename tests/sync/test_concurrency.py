@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from sync import services
 from sync.models import (
@@ -19,31 +17,15 @@ from sync.models import (
     SyncState,
 )
 from tests.factories import make_change, make_conflict
+from tests.reliability.concurrency import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def run_concurrently(functions: list[Callable[[], Any]]) -> list[Any]:
     """Run each function in its own thread, all released at once; results or raised exceptions."""
-    barrier = threading.Barrier(len(functions))
-    results: list[Any] = [None] * len(functions)
-
-    def worker(index: int, function: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[index] = function()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, f)) for i, f in enumerate(functions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
-    return results
+    outcomes = run_together(lambda i: functions[i](), writers=len(functions))
+    return [outcome.result if outcome.error is None else outcome.error for outcome in outcomes]
 
 
 def test_sixteen_concurrent_mark_synced_make_one_row_without_error():
