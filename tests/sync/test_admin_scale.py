@@ -13,7 +13,15 @@ from benchmarks.admin_scale import insert_conflicts
 from sync.admin import ConflictAdmin
 from sync.models import Conflict
 from sync.paginator import EstimatedCountPaginator, planner_row_estimate
-from tests.factories import make_conflict
+from tests.factories import (
+    make_conflict,
+    make_conflict_resolution,
+    make_linear_issue_cache,
+    make_organization,
+    make_sync_history,
+    make_sync_state,
+    unique,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -224,3 +232,57 @@ def test_search_plan_uses_indexes_on_sqlite(rf, term):
     assert "SCAN sync_conflict" not in plan, plan
     assert "INDEX" in plan
     assert queryset.count() == {"conflict-ISS-12": 1, "ISS-12": 1, "ISS-1*": 11}[term]
+
+
+# --- every sync changelist: no query per row -----------------------------------------------------
+
+
+def _conflicts_resolved_by_different_users(n: int) -> None:
+    for _ in range(n):
+        user = get_user_model().objects.create_user(username=unique("op"))
+        make_conflict(id=unique("conflict")).resolve("linear", by=user)
+
+
+def _log_entries_by_different_users(n: int) -> None:
+    for _ in range(n):
+        make_conflict_resolution(by=get_user_model().objects.create_user(username=unique("op")))
+
+
+def _states_of_different_organizations(n: int) -> None:
+    for _ in range(n):
+        make_sync_state(organization=make_organization())
+
+
+def _history_of_different_organizations(n: int) -> None:
+    for _ in range(n):
+        make_sync_history(organization=make_organization(), success=False, error="timeout")
+
+
+def _issues_of_different_organizations(n: int) -> None:
+    for _ in range(n):
+        make_linear_issue_cache(organization=make_organization())
+
+
+@pytest.mark.parametrize(
+    ("model", "query", "add_rows"),
+    [
+        ("conflict", "?status=all", _conflicts_resolved_by_different_users),
+        ("conflictresolution", "", _log_entries_by_different_users),
+        ("syncstate", "", _states_of_different_organizations),
+        ("synchistory", "", _history_of_different_organizations),
+        ("linearissuecache", "", _issues_of_different_organizations),
+    ],
+)
+def test_sync_changelists_run_the_same_queries_for_one_row_and_for_six(su_client, model, query, add_rows):
+    """Each row's user or organization comes with the page's query (list_select_related), not its own."""
+    url = reverse(f"admin:sync_{model}_changelist") + query
+    add_rows(1)
+    with CaptureQueriesContext(connection) as one:
+        first = su_client.get(url)
+    add_rows(5)
+    with CaptureQueriesContext(connection) as six:
+        second = su_client.get(url)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (len(first.context["cl"].result_list), len(second.context["cl"].result_list)) == (1, 6)
+    assert len(six.captured_queries) == len(one.captured_queries), [q["sql"] for q in six.captured_queries]
