@@ -95,6 +95,9 @@ class ManualResolutionForm(forms.Form):
             ) from exc
         except ValueError as exc:
             raise ValidationError(f"This is not valid JSON: {exc}.", code="invalid_json") from exc
+        except RecursionError:
+            # As clean_json refuses it for agent code: a crash page here would be a 500 for a typo.
+            raise ValidationError("The resolved change is nested too deeply.", code="invalid_json") from None
         if not isinstance(value, dict):
             raise ValidationError(
                 "The resolved change must be a JSON object ({…}), not %(kind)s.",
