@@ -28,7 +28,6 @@ from typing import Any, NamedTuple
 
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
-from django.db.models.functions import Coalesce
 
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from legacy import convert
@@ -707,31 +706,12 @@ class _Importer:
                     cursor.execute(statement)
 
     def refresh_conflict_counts(self) -> None:
-        """Set ``conflict_count`` of every (page, team) state row to its unresolved conflicts.
+        """Set ``conflict_count`` of every state row to its pair's unresolved conflicts.
 
-        Written directly rather than through ``SyncState.objects.refresh_conflict_counts``, which
-        also bumps ``updated_at``: an import keeps the old rows' times. One ``UPDATE`` with a
-        correlated count (answered from the conflicts' (page, team, ...) index), so a pair whose
+        ``recount_conflicts`` without ``updated_at``: an import keeps the old rows' times. A pair whose
         conflicts a re-import marked resolved drops back to 0 too.
         """
-        unresolved = (
-            Conflict.objects.filter(
-                is_resolved=False,
-                confluence_page_id=models.OuterRef("confluence_page_id"),
-                linear_team_id=models.OuterRef("linear_team_id"),
-            )
-            .order_by()
-            .values("linear_team_id")
-            .annotate(n=models.Count("pk"))
-            .values("n")
-        )
-        count = Coalesce(models.Subquery(unresolved, output_field=models.IntegerField()), 0)
-        (
-            SyncState.objects.exclude(confluence_page_id="")
-            .exclude(linear_team_id="")
-            .exclude(conflict_count=count)
-            .update(conflict_count=count)
-        )
+        SyncState.objects.all().recount_conflicts()
 
 
 def _key_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
