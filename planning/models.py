@@ -389,6 +389,21 @@ class PlanningSession(TimestampedModel):
             _not_empty("planning_title", "planning_session_title_not_empty"),
             _in_choices("status", PlanningSessionStatus, "planning_session_status_valid"),
             _between("progress", 0, 100, "planning_session_progress_0_100"),
+            # What the transitions do, kept for every writer: a pending session has not started, a
+            # completed one is done, and only a failed one has an error. (A failed one may have none:
+            # the old schema had no error column.)
+            models.CheckConstraint(
+                condition=~Q(status=PlanningSessionStatus.PENDING) | Q(progress=0),
+                name="planning_session_pending_at_0",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=PlanningSessionStatus.COMPLETED) | Q(progress=100),
+                name="planning_session_completed_at_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(error="") | Q(status=PlanningSessionStatus.FAILED),
+                name="planning_session_error_only_when_failed",
+            ),
         ]
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="planning_session_org_new_idx"),

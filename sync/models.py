@@ -552,6 +552,7 @@ class Conflict(FastLoadMixin, models.Model):
     class Meta:
         permissions = [("resolve_conflict", "Can resolve sync conflicts")]
         constraints = [
+            models.CheckConstraint(condition=~Q(id=""), name="sync_conflict_id_not_empty"),
             models.CheckConstraint(
                 condition=Q(
                     is_resolved=True,
@@ -819,6 +820,9 @@ class ConflictResolution(models.Model):
                 condition=Q(action__in=ResolutionAction.values), name="sync_conflictresolution_action_valid"
             ),
             models.CheckConstraint(
+                condition=~Q(conflict_id=""), name="sync_conflictresolution_conflict_id_not_empty"
+            ),
+            models.CheckConstraint(
                 condition=Q(action=ResolutionAction.RESOLVED, strategy__in=ResolutionStrategy.values)
                 | Q(action=ResolutionAction.REOPENED, strategy=""),
                 name="sync_conflictresolution_strategy_matches_action",
@@ -963,6 +967,10 @@ class SyncHistory(FastLoadMixin, models.Model):
         verbose_name = "sync history entry"
         verbose_name_plural = "sync history"
         constraints = [
+            models.CheckConstraint(
+                condition=~Q(confluence_page_id="") & ~Q(linear_team_id=""),
+                name="sync_synchistory_page_team_not_empty",
+            ),
             *(
                 models.CheckConstraint(
                     condition=Q(**{f"{name}__gte": 0}), name=f"sync_synchistory_{name}_non_negative"
@@ -1145,6 +1153,9 @@ class LinearIssueCache(FastLoadMixin, models.Model):
         verbose_name = "cached Linear issue"
         constraints = [
             models.UniqueConstraint(fields=["linear_issue_id"], name="sync_linearissuecache_issue_uniq"),
+            models.CheckConstraint(
+                condition=~Q(linear_issue_id=""), name="sync_linearissuecache_issue_not_empty"
+            ),
         ]
         indexes = [
             models.Index(fields=["last_updated"], name="sync_issuecache_updated_idx"),

@@ -34,6 +34,10 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 # (factory, model, breaking update, constraint name the database names in its error)
+def processing_session() -> PlanningSession:
+    return make_planning_session(status="processing")
+
+
 BREAKING_UPDATES = [
     (make_program_increment, ProgramIncrement, {"pi_id": ""}, "planning_pi_pi_id_not_empty"),
     (
@@ -65,7 +69,11 @@ BREAKING_UPDATES = [
     ),
     (make_planning_session, PlanningSession, {"planning_title": ""}, "planning_session_title_not_empty"),
     (make_planning_session, PlanningSession, {"status": "in_progress"}, "planning_session_status_valid"),
-    (make_planning_session, PlanningSession, {"progress": 101}, "planning_session_progress_0_100"),
+    # A processing session: a pending one at 101 % would break the pending-at-0 rule first.
+    (processing_session, PlanningSession, {"progress": 101}, "planning_session_progress_0_100"),
+    (make_planning_session, PlanningSession, {"progress": 40}, "planning_session_pending_at_0"),
+    (make_planning_session, PlanningSession, {"status": "completed"}, "planning_session_completed_at_100"),
+    (make_planning_session, PlanningSession, {"error": "boom"}, "planning_session_error_only_when_failed"),
     (make_feature, Feature, {"feature_id": ""}, "planning_feature_feature_id_not_empty"),
     (make_feature, Feature, {"title": ""}, "planning_feature_title_not_empty"),
     (make_story, Story, {"story_id": ""}, "planning_story_story_id_not_empty"),
@@ -92,11 +100,11 @@ def test_database_refuses_update_that_breaks_a_rule(factory, model, update, cons
 
 
 def test_session_progress_below_zero_is_refused():
-    session = make_planning_session()
+    session = processing_session()
     with pytest.raises(IntegrityError), transaction.atomic():
         PlanningSession.objects.filter(pk=session.pk).update(progress=F("progress") - 1)
     session.refresh_from_db()
-    assert session.progress == 0
+    assert (session.status, session.progress) == ("processing", 0)
 
 
 def test_pi_may_start_and_end_on_the_same_day():
