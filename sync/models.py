@@ -1046,15 +1046,17 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
             issue_id = clean_identifier(issue["id"], f"issues[{position}]['id']")
             clean_json(issue, f"issues[{position}]")
             by_id[issue_id] = issue  # a later duplicate replaces the earlier one
-        organization = Organization.objects.ensure(organization_id)
+        linear_id = clean_identifier(organization_id, "organization_id")
         if not by_id:
-            return 0
+            return 0  # nothing to write: not even the organization
         now = timezone.now()
         # Sorted by id: concurrent upserts of overlapping issues then lock rows in the same order, so
         # PostgreSQL cannot deadlock them against each other.
         items = sorted(by_id.items(), key=lambda item: item[0])
         connection = connections[self.db]
         with transaction.atomic(using=self.db):
+            # Inside the transaction: a failed upsert leaves no new organization behind.
+            organization = Organization.objects.db_manager(self.db).ensure(linear_id)
             if connection.vendor == "postgresql":
                 _upsert_issues_through_copy(connection, organization.pk, items, now, batch_size)
                 return len(items)

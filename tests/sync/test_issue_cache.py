@@ -72,6 +72,22 @@ def test_upsert_many_accepts_a_generator_and_an_empty_iterable():
     assert LinearIssueCache.objects.count() == 3
 
 
+def test_an_empty_upsert_creates_no_organization_and_a_failed_one_leaves_none():
+    assert LinearIssueCache.objects.upsert_many("org-empty", []) == 0
+    assert not Organization.objects.filter(linear_id="org-empty").exists()
+    with pytest.raises(ValidationError):
+        LinearIssueCache.objects.upsert_many("", [])  # the organization id is still checked
+
+    def fail_insert(execute, sql, params, many, context):
+        if sql.upper().startswith("INSERT") and "sync_linearissuecache" in sql:
+            raise IntegrityError("injected failure of the upsert")
+        return execute(sql, params, many, context)
+
+    with pytest.raises(IntegrityError), connection.execute_wrapper(fail_insert):
+        LinearIssueCache.objects.upsert_many("org-failed", [{"id": "i1"}])
+    assert not Organization.objects.filter(linear_id="org-failed").exists()
+
+
 def statements_around_batches(batches: int) -> int:
     """Queries of upsert_many for ``batches`` batches of a known organization, inside a test's transaction.
 
