@@ -1,0 +1,543 @@
+"""Conflicts between a Linear and a Confluence change, and their append-only resolution log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.validation import (
+    clean_identifier,
+    clean_optional_identifier,
+)
+from config.db import FastLoadMixin
+from sync.diff import DiffRow, differing_field_count, item_data_diff, json_equal
+from sync.models.state import SyncState
+from sync.models.values import (
+    ITEM_TYPE_MAX_LENGTH,
+    clean_acting_user,
+    clean_change,
+)
+
+logger = logging.getLogger(__name__)
+
+# --- Conflict --------------------------------------------------------------------------------------
+
+
+class ResolutionStrategy(models.TextChoices):
+    LINEAR = "linear", "Keep Linear"
+    CONFLUENCE = "confluence", "Keep Confluence"
+    MANUAL = "manual", "Manual (operator-written)"
+
+
+class ConflictAlreadyResolved(ValidationError):
+    """A resolution was asked for a conflict that someone else resolved first."""
+
+    def __init__(self, conflict: Conflict) -> None:
+        who = conflict.resolved_by.get_username() if conflict.resolved_by_id else "agent code"
+        when = conflict.resolved_at.isoformat() if conflict.resolved_at else "an unknown time"
+        super().__init__(
+            f"Conflict {conflict.pk!r} was already resolved ({conflict.resolution_strategy}) by {who} "
+            f"at {when}; reopen it first to resolve it again.",
+            code="already_resolved",
+        )
+        self.conflict = conflict
+
+
+def _build_resolved_change(conflict: Conflict, strategy: str, resolved_change: Any) -> dict[str, Any]:
+    """The change a resolution stores: the winning side, or the operator's change, with id resolved-<id>."""
+    if strategy == ResolutionStrategy.LINEAR:
+        winner = conflict.linear_change
+    elif strategy == ResolutionStrategy.CONFLUENCE:
+        winner = conflict.confluence_change
+    else:
+        winner = resolved_change
+    # As the old resolveConflict did: {...winningChange, id: `resolved-${conflictId}`}.
+    return {**winner, "id": f"resolved-{conflict.pk}"}
+
+
+def clean_resolution(strategy: Any, resolved_change: Any) -> tuple[str, dict[str, Any] | None]:
+    """Check a strategy and its resolved change before anything is locked or written."""
+    if not isinstance(strategy, str):
+        raise ValueError(f"strategy must be a string, not {type(strategy).__name__}.")
+    if strategy not in ResolutionStrategy.values:
+        raise ValidationError(
+            f"strategy must be one of {', '.join(ResolutionStrategy.values)} (got {strategy!r}).",
+            code="invalid_strategy",
+        )
+    if strategy == ResolutionStrategy.MANUAL:
+        if resolved_change is None:
+            raise ValidationError(
+                "A manual resolution needs a resolved_change.", code="resolved_change_required"
+            )
+        return strategy, clean_change(resolved_change, "resolved_change")
+    if resolved_change is not None:
+        raise ValidationError(
+            f"resolved_change is only for the manual strategy; {strategy!r} keeps that side's change.",
+            code="resolved_change_not_allowed",
+        )
+    return strategy, None
+
+
+class ConflictQuerySet(models.QuerySet["Conflict"]):
+    def for_pair(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
+        """Conflicts of a page and/or team; ``None`` leaves that side unfiltered."""
+        page = clean_optional_identifier(confluence_page_id, "confluence_page_id")
+        team = clean_optional_identifier(linear_team_id, "linear_team_id")
+        qs = self
+        if page is not None:
+            qs = qs.filter(confluence_page_id=page)
+        if team is not None:
+            qs = qs.filter(linear_team_id=team)
+        return qs
+
+    def unresolved(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
+        """Unresolved conflicts, newest (``created_at``) first, as the old getUnresolvedConflicts."""
+        return (
+            self.for_pair(confluence_page_id, linear_team_id)
+            .filter(is_resolved=False)
+            .order_by("-created_at", "-id")
+        )
+
+    def resolved(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
+        """Resolved conflicts by ``updated_at`` newest first, as the old getResolvedConflicts."""
+        return (
+            self.for_pair(confluence_page_id, linear_team_id)
+            .filter(is_resolved=True)
+            .order_by("-updated_at", "-id")
+        )
+
+
+class ConflictManager(models.Manager["Conflict"]):
+    def store(
+        self,
+        conflict_id: Any,
+        *,
+        linear_change: Any,
+        confluence_change: Any,
+        confluence_page_id: Any = None,
+        linear_team_id: Any = None,
+    ) -> Conflict:
+        """Insert or update the conflict with this id (the old storeConflict); race-safe.
+
+        The same changes again change nothing. Different changes replace them, and a resolved conflict
+        is reopened (a new disagreement on the item), logged as a ``reopened`` ConflictResolution.
+        ``None`` for page or team keeps what the row has; a value sets it. The pair's SyncState row is
+        created when absent (both page and team given) so its ``conflict_count`` is right from the
+        first conflict on.
+        """
+        conflict_id = clean_identifier(conflict_id, "conflict_id")
+        linear_change = clean_change(linear_change, "linear_change")
+        confluence_change = clean_change(confluence_change, "confluence_change")
+        if linear_change["itemId"] != confluence_change["itemId"]:
+            raise ValidationError(
+                f"linear_change and confluence_change are about different items "
+                f"({linear_change['itemId']!r} and {confluence_change['itemId']!r}).",
+                code="item_mismatch",
+            )
+        page = clean_optional_identifier(confluence_page_id, "confluence_page_id")
+        team = clean_optional_identifier(linear_team_id, "linear_team_id")
+        item_type = linear_change.get("itemType") or confluence_change.get("itemType") or ""
+        count = differing_field_count(linear_change["itemData"], confluence_change["itemData"])
+
+        with transaction.atomic():
+            conflict = self.select_for_update().filter(pk=conflict_id).first()
+            if conflict is None:
+                now = timezone.now()
+                try:
+                    # A savepoint: a concurrent store of the same id makes this insert fail, and
+                    # the transaction must survive to update the row the other one wrote.
+                    with transaction.atomic():
+                        conflict = self.create(
+                            id=conflict_id,
+                            confluence_page_id=page or "",
+                            linear_team_id=team or "",
+                            linear_change=linear_change,
+                            confluence_change=confluence_change,
+                            item_type=item_type,
+                            item_id=linear_change["itemId"],
+                            differing_field_count=count,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                except IntegrityError:
+                    conflict = self.select_for_update().get(pk=conflict_id)
+                else:
+                    SyncState.objects.refresh_conflict_counts(
+                        [(conflict.confluence_page_id, conflict.linear_team_id)], create=True
+                    )
+                    return conflict
+            return conflict._update_from_store(
+                linear_change=linear_change,
+                confluence_change=confluence_change,
+                page=page,
+                team=team,
+                item_type=item_type,
+                differing=count,
+            )
+
+    def discard(self, conflict_id: Any) -> bool:
+        """Delete one conflict (the old deleteConflict); whether a row went. Its log entries stay."""
+        conflict_id = clean_identifier(conflict_id, "conflict_id")
+        with transaction.atomic():
+            conflict = (
+                self.select_for_update()
+                .filter(pk=conflict_id)
+                .only("pk", "confluence_page_id", "linear_team_id")
+                .first()
+            )
+            if conflict is None:
+                return False
+            pair = (conflict.confluence_page_id, conflict.linear_team_id)
+            self.filter(pk=conflict_id).delete()
+            SyncState.objects.refresh_conflict_counts([pair])
+        return True
+
+    def clear(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> int:
+        """Delete the conflicts of a page and/or team, or all of them (the old clearConflicts); count."""
+        qs = self.get_queryset().for_pair(confluence_page_id, linear_team_id)
+        with transaction.atomic():
+            pairs = list(
+                qs.filter(is_resolved=False)
+                .order_by()
+                .values_list("confluence_page_id", "linear_team_id")
+                .distinct()
+            )
+            deleted, _ = qs.delete()
+            SyncState.objects.refresh_conflict_counts(pairs)
+        return deleted
+
+
+class Conflict(FastLoadMixin, models.Model):
+    """A disagreement between Linear and Confluence about one item (old ``conflicts``)."""
+
+    id = models.CharField(primary_key=True, max_length=255, help_text="The agent's id, conflict-<itemId>.")
+    confluence_page_id = models.CharField(max_length=255, blank=True, default="")
+    linear_team_id = models.CharField(max_length=255, blank=True, default="")
+    linear_change = models.JSONField(default=dict)
+    confluence_change = models.JSONField(default=dict)
+    resolved_change = models.JSONField(null=True, blank=True)
+    item_type = models.CharField(max_length=ITEM_TYPE_MAX_LENGTH, blank=True, default="")
+    item_id = models.CharField(max_length=255, blank=True, default="")
+    differing_field_count = models.PositiveIntegerField(
+        default=0, help_text="Top-level itemData keys that differ between the two sides."
+    )
+    is_resolved = models.BooleanField(default=False)
+    resolution_strategy = models.CharField(
+        max_length=16, choices=ResolutionStrategy.choices, blank=True, default=""
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="resolved_conflicts",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = ConflictManager.from_queryset(ConflictQuerySet)()
+
+    class Meta:
+        permissions = [("resolve_conflict", "Can resolve sync conflicts")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(id=""), name="sync_conflict_id_not_empty"),
+            models.CheckConstraint(
+                condition=Q(
+                    is_resolved=True,
+                    resolution_strategy__in=ResolutionStrategy.values,
+                    resolved_at__isnull=False,
+                )
+                | Q(is_resolved=False, resolution_strategy="", resolved_at__isnull=True),
+                name="sync_conflict_resolved_iff_strategy_and_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(resolution_strategy__in=[*ResolutionStrategy.values, ""]),
+                name="sync_conflict_strategy_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(differing_field_count__gte=0),
+                name="sync_conflict_differing_field_count_non_negative",
+            ),
+        ]
+        indexes = [
+            # unresolved() newest first, and the console's default changelist.
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(is_resolved=False),
+                name="sync_conflict_unresolved_idx",
+            ),
+            # resolved() by updated_at newest first.
+            models.Index(
+                fields=["-updated_at", "-id"],
+                condition=Q(is_resolved=True),
+                name="sync_conflict_resolved_idx",
+            ),
+            # The same two listings for one (page, team): equality on the pair, then the order.
+            models.Index(
+                fields=["confluence_page_id", "linear_team_id", "-created_at", "-id"],
+                condition=Q(is_resolved=False),
+                name="sync_conflict_pair_open_idx",
+            ),
+            models.Index(
+                fields=["confluence_page_id", "linear_team_id", "-updated_at", "-id"],
+                condition=Q(is_resolved=True),
+                name="sync_conflict_pair_done_idx",
+            ),
+            models.Index(fields=["linear_team_id"], name="sync_conflict_team_idx"),
+            models.Index(fields=["item_type"], name="sync_conflict_item_type_idx"),
+            models.Index(fields=["item_id"], name="sync_conflict_item_id_idx"),
+            models.Index(fields=["created_at"], name="sync_conflict_created_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """The (page, team) this conflict belongs to (empty strings when unknown)."""
+        return (self.confluence_page_id, self.linear_team_id)
+
+    def item_data_diff(self) -> list[DiffRow]:
+        """The side-by-side rows of the two ``itemData`` objects (see :func:`sync.diff.item_data_diff`)."""
+        return item_data_diff(
+            (self.linear_change or {}).get("itemData") or {},
+            (self.confluence_change or {}).get("itemData") or {},
+        )
+
+    # Writes -------------------------------------------------------------------------------------
+
+    def resolve(self, strategy: Any, resolved_change: Any = None, *, by: Any = None) -> Conflict:
+        """Resolve with ``linear``, ``confluence`` or ``manual`` (which needs ``resolved_change``).
+
+        The row is locked and re-read, so a caller holding a stale copy of a conflict that someone
+        else resolved meanwhile gets :class:`ConflictAlreadyResolved` and nothing is written. Writes a
+        ``resolved`` ConflictResolution and updates the pair's ``conflict_count`` in the same
+        transaction. Returns ``self``, refreshed.
+        """
+        strategy, resolved_change = clean_resolution(strategy, resolved_change)
+        by = clean_acting_user(by)
+        with transaction.atomic():
+            locked = self._locked()
+            locked._apply_resolution(strategy, resolved_change, by=by, at=timezone.now())
+            SyncState.objects.refresh_conflict_counts([locked.pair])
+        self._copy_from(locked)
+        return self
+
+    def reopen(self, *, by: Any = None) -> Conflict:
+        """Mark a resolved conflict unresolved again, logged as ``reopened``; returns ``self``."""
+        by = clean_acting_user(by)
+        with transaction.atomic():
+            locked = self._locked()
+            if not locked.is_resolved:
+                raise ValidationError(f"Conflict {self.pk!r} is not resolved.", code="not_resolved")
+            locked._reopen(by=by, at=timezone.now())
+            locked.save(update_fields=_RESOLUTION_FIELDS)
+            SyncState.objects.refresh_conflict_counts([locked.pair])
+        self._copy_from(locked)
+        return self
+
+    # Internals shared by resolve(), services.resolve_conflicts and Manager.store ---------------------
+
+    def _locked(self) -> Conflict:
+        """This conflict's row, re-read under ``select_for_update`` (call inside ``atomic``)."""
+        # No select_related("resolved_by"): after waiting for the lock, PostgreSQL re-reads the locked
+        # row but not a joined one, so the joined user would be the stale (missing) one.
+        locked = type(self)._default_manager.select_for_update().filter(pk=self.pk).first()
+        if locked is None:
+            raise ValidationError(f"Conflict {self.pk!r} no longer exists.", code="does_not_exist")
+        return locked
+
+    def _apply_resolution(
+        self, strategy: str, resolved_change: dict[str, Any] | None, *, by: Any, at: dt.datetime
+    ) -> None:
+        """Resolve this locked row (arguments already cleaned): save it and write the log entry.
+
+        The one copy of the resolution logic: ``resolve()`` and ``services.resolve_conflicts`` call it.
+        The caller refreshes the pair's ``conflict_count``.
+        """
+        if self.is_resolved:
+            raise ConflictAlreadyResolved(self)
+        self.resolved_change = _build_resolved_change(self, strategy, resolved_change)
+        self.is_resolved = True
+        self.resolution_strategy = strategy
+        self.resolved_at = at
+        self.resolved_by = by
+        self.updated_at = at
+        self.save(update_fields=_RESOLUTION_FIELDS)
+        ConflictResolution.objects.create(
+            conflict_id=self.pk,
+            action=ResolutionAction.RESOLVED,
+            strategy=strategy,
+            resolved_change=self.resolved_change,
+            by=by,
+            at=at,
+        )
+        logger.info("Conflict %s resolved (%s) by %s", self.pk, strategy, by.pk if by else "agent code")
+
+    def _reopen(self, *, by: Any, at: dt.datetime) -> None:
+        """Clear the resolution of this locked row and log it; the caller saves."""
+        self.is_resolved = False
+        self.resolution_strategy = ""
+        self.resolved_at = None
+        self.resolved_by = None
+        self.resolved_change = None
+        self.updated_at = at
+        ConflictResolution.objects.create(conflict_id=self.pk, action=ResolutionAction.REOPENED, by=by, at=at)
+        logger.info("Conflict %s reopened by %s", self.pk, by.pk if by else "agent code")
+
+    def _update_from_store(
+        self,
+        *,
+        linear_change: dict[str, Any],
+        confluence_change: dict[str, Any],
+        page: str | None,
+        team: str | None,
+        item_type: str,
+        differing: int,
+    ) -> Conflict:
+        """The update half of ``store`` on this locked row."""
+        old_pair = self.pair
+        changed_fields: list[str] = []
+        if page is not None and page != self.confluence_page_id:
+            self.confluence_page_id = page
+            changed_fields.append("confluence_page_id")
+        if team is not None and team != self.linear_team_id:
+            self.linear_team_id = team
+            changed_fields.append("linear_team_id")
+        same_changes = json_equal(self.linear_change, linear_change) and json_equal(
+            self.confluence_change, confluence_change
+        )
+        now = timezone.now()
+        if not same_changes:
+            self.linear_change = linear_change
+            self.confluence_change = confluence_change
+            self.item_type = item_type
+            self.item_id = linear_change["itemId"]
+            self.differing_field_count = differing
+            changed_fields += ["linear_change", "confluence_change", "item_type", "item_id"]
+            changed_fields.append("differing_field_count")
+            if self.is_resolved:
+                self._reopen(by=None, at=now)
+                changed_fields += _RESOLUTION_FIELDS
+        if not changed_fields:
+            return self
+        self.updated_at = now
+        self.save(update_fields=sorted(set(changed_fields) | {"updated_at"}))
+        SyncState.objects.refresh_conflict_counts({old_pair, self.pair}, create=True)
+        return self
+
+    def _copy_from(self, other: Conflict) -> None:
+        for field in self._meta.concrete_fields:
+            setattr(self, field.attname, getattr(other, field.attname))
+        if other.resolved_by_id is not None:
+            self.resolved_by = other.resolved_by
+
+
+_RESOLUTION_FIELDS = [
+    "is_resolved",
+    "resolution_strategy",
+    "resolved_at",
+    "resolved_by",
+    "resolved_change",
+    "updated_at",
+]
+
+
+# --- ConflictResolution --------------------------------------------------------------------------
+
+
+class ResolutionAction(models.TextChoices):
+    RESOLVED = "resolved", "Resolved"
+    REOPENED = "reopened", "Reopened"
+
+
+class AppendOnlyError(PermissionDenied):
+    """An update or delete of a ConflictResolution entry: the log is append-only."""
+
+
+class ConflictResolutionQuerySet(models.QuerySet["ConflictResolution"]):
+    """Entries of the log. ``update()`` and ``delete()`` refuse: the log is append-only.
+
+    (Deleting a user still works: Django's collector sets ``by`` to NULL through the private
+    ``_update``, and the entry stays.)
+    """
+
+    def update(self, **kwargs: Any) -> int:
+        """Refused: the conflict resolution log is append-only."""
+        raise AppendOnlyError("The conflict resolution log is append-only: entries cannot be updated.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Refused: the conflict resolution log is append-only."""
+        raise AppendOnlyError("The conflict resolution log is append-only: entries cannot be deleted.")
+
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+    def for_conflict(self, conflict_id: Any) -> ConflictResolutionQuerySet:
+        """The entries of one conflict, oldest first (the conflict need not exist any more)."""
+        conflict_id = clean_identifier(conflict_id, "conflict_id")
+        return self.filter(conflict_id=conflict_id).order_by("at", "id")
+
+
+class ConflictResolution(models.Model):
+    """One resolution or reopening of a conflict: who, when, strategy and the resolved change.
+
+    Append-only: ``save()`` refuses to update an existing entry, ``delete()`` refuses, and so do the
+    queryset's ``update()``/``delete()``. ``conflict_id`` is text, not a foreign key, so that deleting a
+    conflict keeps its history.
+    """
+
+    conflict_id = models.CharField(max_length=255)
+    action = models.CharField(max_length=16, choices=ResolutionAction.choices)
+    strategy = models.CharField(max_length=16, choices=ResolutionStrategy.choices, blank=True, default="")
+    resolved_change = models.JSONField(null=True, blank=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conflict_resolutions",
+        help_text="The operator; empty for agent code.",
+    )
+    at = models.DateTimeField(default=timezone.now)
+
+    objects = ConflictResolutionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action__in=ResolutionAction.values), name="sync_conflictresolution_action_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(conflict_id=""), name="sync_conflictresolution_conflict_id_not_empty"
+            ),
+            models.CheckConstraint(
+                condition=Q(action=ResolutionAction.RESOLVED, strategy__in=ResolutionStrategy.values)
+                | Q(action=ResolutionAction.REOPENED, strategy=""),
+                name="sync_conflictresolution_strategy_matches_action",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conflict_id", "at"], name="sync_confres_conflict_at_idx"),
+            models.Index(fields=["-at"], name="sync_confres_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conflict_id} {self.action} {self.strategy}".rstrip()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert a new entry; an existing one cannot be saved again (append-only)."""
+        if not self._state.adding:
+            raise AppendOnlyError("The conflict resolution log is append-only: entries cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Refused: the conflict resolution log is append-only."""
+        raise AppendOnlyError("The conflict resolution log is append-only: entries cannot be deleted.")
