@@ -203,6 +203,10 @@ if not DEBUG:
         # Only behind a proxy that sets X-Forwarded-Proto and strips it from clients.
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# The DEBUG page and the error report (what AdminEmailHandler mails) of a request that carries a secret
+# (the token admin's views) hide its POST values and every frame's variables, DEBUG on or off.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.errors.SensitiveRequestExceptionReporterFilter"
+
 # --- Logging ---------------------------------------------------------------------------------
 # One configuration for every logger (Django's own included): records propagate to the root logger,
 # whose single handler redacts anything that looks like a secret (config/logging.py) and writes plain
