@@ -9,6 +9,7 @@ unit of work, never a part of a transaction that is still open.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import random
@@ -160,8 +161,6 @@ async def aretry_transient(
 
     The broken connection is closed on the thread that runs the ORM for async code (``sync_to_async``).
     """
-    import asyncio
-
     _check(attempts, backoff)
     for attempt in range(1, attempts + 1):
         try:
