@@ -519,7 +519,7 @@ def test_issue_cache_older_than_a_huge_age(age, clock):
 def test_program_increment_queries(organization_id, on):
     ok, rows = attempt(lambda: list(ProgramIncrement.objects.for_organization(organization_id)))
     assert not ok or rows == []
-    ok, rows = attempt(lambda: list(ProgramIncrement.objects.current(on)))
+    ok, rows = attempt(lambda: list(ProgramIncrement.objects.current(organization_id, on)))
     assert not ok or rows == []
 
 
