@@ -127,6 +127,7 @@ class Dashboard:
     conflicts: ConflictPanel | None
     sessions: list[SessionGroup] | None
     tokens: TokenPanel | None
+    reauthorization: ReauthorizationPanel | None = None
 
     @property
     def empty(self) -> bool:
@@ -142,6 +143,7 @@ def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
         conflicts=conflict_panel() if user.has_perm(_view_perm(Conflict)) else None,
         sessions=session_groups() if user.has_perm(_view_perm(PlanningSession)) else None,
         tokens=token_panel(token_models, now=now) if token_models else None,
+        reauthorization=reauthorization_panel(token_models) if token_models else None,
     )
 
 
@@ -282,3 +284,55 @@ def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMI
             )
     rows.sort(key=lambda row: row.expires_at)
     return TokenPanel(counts=counts, rows=rows[:limit])
+
+
+# --- Tokens needing re-authorization -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReauthorizationRow:
+    kind: str
+    organization: str
+    since: dt.datetime
+    url: str
+
+
+@dataclass(frozen=True)
+class ReauthorizationPanel:
+    """Tokens whose refresh token the provider rejected: an operator must have the organization
+    authorize the app again. ``links`` go to each model's filtered token list."""
+
+    rows: list[ReauthorizationRow]
+    more: bool
+    links: list[tuple[str, str]]
+
+
+def reauthorization_panel(models: list[type], *, limit: int = TOKEN_LIMIT) -> ReauthorizationPanel:
+    """Marked tokens, most recently rejected first: one ``LIMIT``-ed query per model, no count."""
+    rows: list[ReauthorizationRow] = []
+    for model in models:
+        kind = model._meta.verbose_name
+        # values(): the token columns (ciphertext) are never read.
+        for row in (
+            model.objects.needing_reauthorization()
+            .order_by("-reauthorization_required_at", "-pk")
+            .values("pk", "reauthorization_required_at", "organization__name", "organization__linear_id")[
+                : limit + 1
+            ]
+        ):
+            rows.append(
+                ReauthorizationRow(
+                    kind=kind,
+                    organization=row["organization__name"] or row["organization__linear_id"],
+                    since=row["reauthorization_required_at"],
+                    url=_change(model, row["pk"]),
+                )
+            )
+    rows.sort(key=lambda row: row.since, reverse=True)
+    return ReauthorizationPanel(
+        rows=rows[:limit],
+        more=len(rows) > limit,
+        links=[
+            (model._meta.verbose_name, _changelist(model, reauthorization="required")) for model in models
+        ],
+    )
