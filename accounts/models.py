@@ -451,7 +451,7 @@ class OAuthToken(models.Model):
             locked = manager.select_for_update().get(pk=self.pk)
             if locked.reauthorization_required_at is not None:
                 self._copy_from(locked)
-                raise ReauthorizationRequired(locked.reauthorization_message())
+                raise ReauthorizationRequired(locked._reauthorization_message())
             if leeway is not None and not locked.is_expired(leeway):
                 logger.info("%r was refreshed by another worker; not refreshing again", locked)
                 self._copy_from(locked)
@@ -480,11 +480,11 @@ class OAuthToken(models.Model):
         self._copy_from(locked)
         if rejected:
             logger.warning("The provider rejected the refresh token of %r; re-authorization required", locked)
-            raise ReauthorizationRequired(locked.reauthorization_message())
+            raise ReauthorizationRequired(locked._reauthorization_message())
         logger.info("Refreshed %r", locked)
         return self
 
-    def reauthorization_message(self) -> str:
+    def _reauthorization_message(self) -> str:
         """What :class:`ReauthorizationRequired` says about this token (no token in it)."""
         since = self.reauthorization_required_at
         return (
@@ -639,7 +639,7 @@ def _usable_access_token(
             "the organization must authorize the app."
         )
     if token.reauthorization_required_at is not None:
-        raise ReauthorizationRequired(token.reauthorization_message())
+        raise ReauthorizationRequired(token._reauthorization_message())
     if token.is_expired(leeway):
         return None
     return token.access_token
@@ -679,7 +679,7 @@ def _from_oauth_response(response: object, *, at: dt.datetime | None) -> tuple[S
         raise ValidationError("response has no access_token.", code="required")
     access_token = response["access_token"]
     refresh_token = response.get("refresh_token")
-    tokens = seal_tokens_named(access_token, refresh_token, prefix="response")
+    tokens = _seal_tokens_named(access_token, refresh_token, prefix="response")
     del access_token, refresh_token
     expires_in = response.get("expires_in")
     if expires_in is None:
@@ -713,7 +713,7 @@ def _seconds(seconds: int) -> dt.timedelta:
 
 
 @sensitive_variables("access_token", "refresh_token")
-def seal_tokens_named(access_token: object, refresh_token: object, *, prefix: str) -> Sealed:
+def _seal_tokens_named(access_token: object, refresh_token: object, *, prefix: str) -> Sealed:
     """:func:`seal_tokens` with argument names as ``prefix['access_token']`` in messages."""
     return Sealed(
         (
