@@ -131,11 +131,14 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
             "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
-    if env.bool("DB_PREPARED_STATEMENTS", default=False):
-        # psycopg binds parameters on the server and prepares a statement once it has run it
-        # `prepare_threshold` times on a connection: PostgreSQL stops planning the agent's repeated
-        # lookups (docs/benchmarks.md, "Settings"). Prepared statements live in a connection: pair
-        # with DB_POOL or CONN_MAX_AGE; not behind PgBouncer in transaction mode.
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        # On by default: psycopg binds parameters on the server and prepares a statement once it has
+        # run it `prepare_threshold` times on a connection, so PostgreSQL stops planning the agent's
+        # repeated lookups — what raw psycopg does by default, and what makes the hot paths reach
+        # the targets against it (docs/benchmarks.md, "Settings"). Prepared statements live in a
+        # connection (an agent keeps its connection; the web process with DB_POOL or CONN_MAX_AGE).
+        # Behind a pooler that cannot keep them (PgBouncer in transaction mode before 1.21, or
+        # without max_prepared_statements): DB_PREPARED_STATEMENTS=false.
         _db["OPTIONS"]["server_side_binding"] = True
         _db["OPTIONS"]["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
