@@ -7,7 +7,7 @@ searchable by token, and the standard model permissions decide who sees the page
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -24,6 +24,7 @@ from accounts.models import (
     ConfluenceToken,
     LinearToken,
     OAuthToken,
+    OAuthTokenQuerySet,
     Organization,
     TokenStatus,
     User,
@@ -60,7 +61,7 @@ class ExpiryStateFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
         if self.value() in (TokenStatus.EXPIRED, TokenStatus.EXPIRING, TokenStatus.VALID):
-            return queryset.with_status(self.value())
+            return cast(OAuthTokenQuerySet, queryset).with_status(str(self.value()))
         return None
 
 
@@ -75,7 +76,7 @@ class ReauthorizationFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
         if self.value() == "required":
-            return queryset.needing_reauthorization()
+            return cast(OAuthTokenQuerySet, queryset).needing_reauthorization()
         if self.value() == "not_required":
             return queryset.filter(reauthorization_required_at__isnull=True)
         return None
@@ -144,6 +145,8 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     ]
     show_full_result_count = False
     ordering = ["organization__linear_id"]
+    #: The fields that say whose token it is, first on the change page (set by each token admin).
+    owner_fields: list[str]
 
     @admin.display(description="access token")
     def access_token_hint(self, obj: OAuthToken) -> str:
@@ -159,7 +162,7 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
 
     @admin.display(description="re-authorization", ordering="reauthorization_required_at")
     def reauthorization(self, obj: OAuthToken) -> str:
-        """"required since <when>" once the provider rejected the refresh token, else "—"."""
+        """ "required since <when>" once the provider rejected the refresh token, else "—"."""
         when = obj.reauthorization_required_at
         return f"required since {when:%Y-%m-%d %H:%M} UTC" if when else "—"
 
@@ -167,7 +170,7 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     def owner(self, obj: OAuthToken) -> str:
         return str(obj.organization)
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = [
             (None, {"fields": self.owner_fields}),
             (

@@ -9,7 +9,7 @@ import functools
 import inspect
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, Self, TypeVar, cast
 
@@ -51,7 +51,7 @@ class User(AbstractUser):
     without a painful swap. It adds nothing yet.
     """
 
-    class Meta(AbstractUser.Meta):
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]  # django-stubs types no Meta
         swappable = "AUTH_USER_MODEL"
 
 
@@ -77,7 +77,7 @@ class OrganizationManager(models.Manager["Organization"]):
         Race-safe: ``get_or_create`` (for a new id) is backed by the unique constraint on ``linear_id``.
         """
         linear_id = clean_identifier(linear_id, "organization_id")
-        manager = self.db_manager(self._db or router.db_for_write(self.model, **self._hints))
+        manager = self.db_manager(self._db or router.db_for_write(self.model, **self._hints))  # type: ignore[attr-defined]
         found = manager.by_linear_id(linear_id)
         return found or manager.get_or_create(linear_id=linear_id, defaults={"name": name})[0]
 
@@ -167,7 +167,7 @@ class TokenStatus(models.TextChoices):
     VALID = "valid", "valid"
 
 
-def clean_token(value: Any, name: str, *, required: bool = True) -> str | None:
+def clean_token(value: object, name: str, *, required: bool = True) -> str | None:
     """Return a token string, or ``None`` for an absent optional token; messages never include the value."""
     if value is None and not required:
         return None
@@ -213,7 +213,7 @@ class Sealed:
 
 
 @sensitive_variables("access_token", "refresh_token")
-def seal_tokens(access_token: Any, refresh_token: Any) -> Sealed:
+def seal_tokens(access_token: object, refresh_token: object) -> Sealed:
     """Check an access token and an optional refresh token; return them sealed as a pair."""
     return Sealed(
         (
@@ -225,8 +225,8 @@ def seal_tokens(access_token: Any, refresh_token: Any) -> Sealed:
 
 def encrypt_tokens(model: type[models.Model], tokens: Sealed) -> Sealed:
     """The sealed (access, refresh) pair as ciphertext (``EncryptedValue``), as a loaded row holds it."""
-    access_field = model._meta.get_field("access_token")
-    refresh_field = model._meta.get_field("refresh_token")
+    access_field = cast(EncryptedTokenField, model._meta.get_field("access_token"))
+    refresh_field = cast(EncryptedTokenField, model._meta.get_field("refresh_token"))
     return Sealed(
         (
             EncryptedValue(access_field.encrypt(tokens.value[0])),
@@ -268,7 +268,7 @@ def _store_token(
             ],
         )
     logger.info("Stored %r", token)
-    return token
+    return cast(OAuthToken, token)
 
 
 def status_for_expiry(expires_at: dt.datetime | None, *, at: dt.datetime | None = None) -> TokenStatus:
@@ -302,7 +302,7 @@ def expiry_condition(status: TokenStatus | str, *, at: dt.datetime) -> models.Q:
         ) from None
 
 
-def shifted(at: Any, delta: Any, name: str) -> dt.datetime:
+def shifted(at: object, delta: object, name: str) -> dt.datetime:
     """``at`` (an aware datetime; now when ``None``) plus the timedelta ``delta``, or a clear error.
 
     The expiry helpers take a leeway or window from callers: a wrong type is a ``ValueError``, a naive
@@ -312,7 +312,7 @@ def shifted(at: Any, delta: Any, name: str) -> dt.datetime:
         raise ValueError(f"{name} must be a timedelta, not {type(delta).__name__}.")
     start = clean_aware_datetime(at, "at", required=False) or timezone.now()
     try:
-        return clean_aware_datetime(start + delta, name)
+        return cast(dt.datetime, clean_aware_datetime(start + delta, name))
     except OverflowError:
         raise ValidationError(f"{name} reaches beyond the years 1-9999.", code="out_of_range") from None
 
@@ -327,7 +327,7 @@ def mask_token(value: str | None) -> str:
     return "••••" + value[-4:]
 
 
-class OAuthTokenQuerySet(models.QuerySet):
+class OAuthTokenQuerySet(models.QuerySet[Any]):
     """Queries shared by both token models."""
 
     def expired(self, *, at: dt.datetime | None = None) -> OAuthTokenQuerySet:
@@ -366,6 +366,10 @@ class OAuthToken(models.Model):
     # db_default: a row inserted without Django (an SQL session, a script) still gets a creation time.
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Declared by each concrete subclass (a one-to-one or a foreign key); named here for type checkers.
+    organization: Organization
+    organization_id: int
 
     class Meta:
         abstract = True
@@ -610,7 +614,7 @@ def _executor() -> ThreadPoolExecutor:
     return _refresh_executor
 
 
-def _in_own_thread(func: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
+def _in_own_thread(func: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:
     """``func`` as a coroutine function that runs it on a refresh thread and then closes its connections."""
 
     @functools.wraps(func)
@@ -630,7 +634,7 @@ def _check_leeway(leeway: object) -> dt.timedelta:
 
 
 def _usable_access_token(
-    model: type[OAuthToken], organization_id: str, token: OAuthToken | None, leeway: dt.timedelta
+    model: type[models.Model], organization_id: str, token: OAuthToken | None, leeway: dt.timedelta
 ) -> str | None:
     """The stored access token if it outlives ``leeway``; ``None`` when a refresh is needed; or raise."""
     if token is None:
@@ -723,7 +727,10 @@ def _seal_tokens_named(access_token: object, refresh_token: object, *, prefix: s
     )
 
 
-class LinearTokenManager(models.Manager.from_queryset(OAuthTokenQuerySet)):
+_LinearTokenManagerBase = models.Manager.from_queryset(OAuthTokenQuerySet)
+
+
+class LinearTokenManager(_LinearTokenManagerBase):
     """``LinearToken.objects``: the expiry queries, ``for_organization`` and ``store``, the agent's write."""
 
     # The agent's most frequent read, compiled once per connection (config.db.CompiledQuery): building
@@ -907,7 +914,10 @@ class ConfluenceTokenQuerySet(OAuthTokenQuerySet):
         return queryset.order_by("-updated_at", "-pk").first()
 
 
-class ConfluenceTokenManager(models.Manager.from_queryset(ConfluenceTokenQuerySet)):
+_ConfluenceTokenManagerBase = models.Manager.from_queryset(ConfluenceTokenQuerySet)
+
+
+class ConfluenceTokenManager(_ConfluenceTokenManagerBase):
     """``ConfluenceToken.objects``: the queries above plus ``store``, the agent's write."""
 
     async def afor_organization(

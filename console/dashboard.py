@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Model, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus, expiry_condition
+from accounts.models import (
+    EXPIRING_SOON_WINDOW,
+    ConfluenceToken,
+    LinearToken,
+    OAuthToken,
+    OAuthTokenQuerySet,
+    TokenStatus,
+    expiry_condition,
+)
 from config.logging import redact
 from planning.models import PlanningSession
 from sync.models import Conflict, SyncState
@@ -34,12 +42,12 @@ SESSION_LIMIT = 5
 TOKEN_LIMIT = 5
 
 
-def _changelist(model: type, **params: str) -> str:
+def _changelist(model: type[Model], **params: str) -> str:
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _change(model: type, pk: Any) -> str:
+def _change(model: type[Model], pk: Any) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
 
 
@@ -138,7 +146,9 @@ class Dashboard:
 def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
     """The dashboard as ``user`` may see it: a panel per model the user has the view permission for."""
     now = now or timezone.now()
-    token_models = [m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))]
+    token_models: list[type[OAuthToken]] = [
+        m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))
+    ]
     return Dashboard(
         conflicts=conflict_panel() if user.has_perm(_view_perm(Conflict)) else None,
         sessions=session_groups() if user.has_perm(_view_perm(PlanningSession)) else None,
@@ -147,7 +157,7 @@ def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
     )
 
 
-def _view_perm(model: type) -> str:
+def _view_perm(model: type[Model]) -> str:
     return f"{model._meta.app_label}.view_{model._meta.model_name}"
 
 
@@ -245,15 +255,15 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
     return groups
 
 
-def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMIT) -> TokenPanel:
+def token_panel(models: list[type[OAuthToken]], *, now: dt.datetime, limit: int = TOKEN_LIMIT) -> TokenPanel:
     """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list."""
     soon = now + EXPIRING_SOON_WINDOW
     counts: list[TokenCount] = []
     rows: list[TokenRow] = []
     for model in models:
-        kind = model._meta.verbose_name
+        kind = str(model._meta.verbose_name)
         # The WHERE on expires_at uses its index; only tokens due within the day are counted.
-        due = model.objects.filter(expires_at__lte=soon)
+        due = model._default_manager.filter(expires_at__lte=soon)
         totals = due.aggregate(
             expired=Count("pk", filter=expiry_condition(TokenStatus.EXPIRED, at=now)),
             expiring=Count("pk", filter=expiry_condition(TokenStatus.EXPIRING, at=now)),
@@ -269,7 +279,8 @@ def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMI
                 )
             )
         # values(): the token columns (ciphertext) are never read.
-        for row in due.order_by("expires_at", "pk").values(
+        # (The plugin resolves lookups on the abstract OAuthToken, which names no organization field.)
+        for row in due.order_by("expires_at", "pk").values(  # type: ignore[misc]
             "pk", "expires_at", "organization__name", "organization__linear_id"
         )[:limit]:
             rows.append(
@@ -307,14 +318,17 @@ class ReauthorizationPanel:
     links: list[tuple[str, str]]
 
 
-def reauthorization_panel(models: list[type], *, limit: int = TOKEN_LIMIT) -> ReauthorizationPanel:
+def reauthorization_panel(
+    models: list[type[OAuthToken]], *, limit: int = TOKEN_LIMIT
+) -> ReauthorizationPanel:
     """Marked tokens, most recently rejected first: one ``LIMIT``-ed query per model, no count."""
     rows: list[ReauthorizationRow] = []
     for model in models:
-        kind = model._meta.verbose_name
+        kind = str(model._meta.verbose_name)
         # values(): the token columns (ciphertext) are never read.
         for row in (
-            model.objects.needing_reauthorization()
+            cast(OAuthTokenQuerySet, model._default_manager.all())
+            .needing_reauthorization()
             .order_by("-reauthorization_required_at", "-pk")
             .values("pk", "reauthorization_required_at", "organization__name", "organization__linear_id")[
                 : limit + 1
@@ -333,6 +347,7 @@ def reauthorization_panel(models: list[type], *, limit: int = TOKEN_LIMIT) -> Re
         rows=rows[:limit],
         more=len(rows) > limit,
         links=[
-            (model._meta.verbose_name, _changelist(model, reauthorization="required")) for model in models
+            (str(model._meta.verbose_name), _changelist(model, reauthorization="required"))
+            for model in models
         ],
     )
