@@ -260,3 +260,22 @@ def test_access_token_from_many_threads_calls_the_provider_once():
     assert_no_errors(outcomes)
     assert Counter(o.result for o in outcomes) == {"thread-access": 12}
     assert given == [REFRESH]
+
+
+def test_arotate_token_keys_rotates_on_a_thread_of_its_own(settings):
+    from accounts.services import arotate_token_keys
+    from tests.accounts.conftest import NEW_KEY, OLD_KEY
+
+    settings.FERNET_KEYS = [OLD_KEY]
+    token = store(expires_in=dt.timedelta(hours=1))
+    settings.FERNET_KEYS = [NEW_KEY, OLD_KEY]
+    threads = []
+    result = run(
+        arotate_token_keys,
+        batch_size=10,
+        on_progress=lambda p: threads.append(threading.current_thread().name),
+    )
+    assert (result.rewritten, result.already_current, result.undecryptable_rows) == (1, 0, 0)
+    assert threads and all(name.startswith("token-refresh") for name in threads)
+    settings.FERNET_KEYS = [NEW_KEY]
+    assert LinearToken.objects.get(pk=token.pk).access_token == ACCESS  # readable with the new key alone
