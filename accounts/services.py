@@ -10,7 +10,7 @@ from cryptography.fernet import InvalidToken
 from django.db import models, transaction
 
 from accounts.fields import EncryptedTokenField, EncryptedValue
-from accounts.models import ConfluenceToken, LinearToken
+from accounts.models import ConfluenceToken, LinearToken, _in_own_thread
 from accounts.validation import MAX_NON_NEGATIVE_INT, clean_non_negative_int
 
 logger = logging.getLogger(__name__)
@@ -171,3 +171,20 @@ def _rotate_row(
         result.rewritten += 1
     else:
         result.already_current += 1
+
+
+# --- async twin ------------------------------------------------------------------------------------
+
+
+async def arotate_token_keys(
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[RotationProgress], None] | None = None,
+) -> RotationResult:
+    """Async twin of :func:`rotate_token_keys`.
+
+    It runs on a thread of its own, as a refresh does, not on the thread that every task's
+    ``sync_to_async`` ORM call shares: a rotation holds each batch's row locks for a while, and the
+    agent's other tasks keep their database calls meanwhile. ``on_progress`` is called on that thread.
+    """
+    return await _in_own_thread(rotate_token_keys)(batch_size=batch_size, on_progress=on_progress)

@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Model, Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus, expiry_condition
+from accounts.models import (
+    EXPIRING_SOON_WINDOW,
+    ConfluenceToken,
+    LinearToken,
+    OAuthToken,
+    OAuthTokenQuerySet,
+    TokenStatus,
+    expiry_condition,
+)
 from config.logging import redact
 from planning.models import PlanningSession
 from sync.models import Conflict, SyncState
@@ -34,12 +42,12 @@ SESSION_LIMIT = 5
 TOKEN_LIMIT = 5
 
 
-def _changelist(model: type, **params: str) -> str:
+def _changelist(model: type[Model], **params: str) -> str:
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _change(model: type, pk: Any) -> str:
+def _change(model: type[Model], pk: Any) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
 
 
@@ -127,6 +135,7 @@ class Dashboard:
     conflicts: ConflictPanel | None
     sessions: list[SessionGroup] | None
     tokens: TokenPanel | None
+    reauthorization: ReauthorizationPanel | None = None
 
     @property
     def empty(self) -> bool:
@@ -137,15 +146,18 @@ class Dashboard:
 def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
     """The dashboard as ``user`` may see it: a panel per model the user has the view permission for."""
     now = now or timezone.now()
-    token_models = [m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))]
+    token_models: list[type[OAuthToken]] = [
+        m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))
+    ]
     return Dashboard(
         conflicts=conflict_panel() if user.has_perm(_view_perm(Conflict)) else None,
         sessions=session_groups() if user.has_perm(_view_perm(PlanningSession)) else None,
         tokens=token_panel(token_models, now=now) if token_models else None,
+        reauthorization=reauthorization_panel(token_models) if token_models else None,
     )
 
 
-def _view_perm(model: type) -> str:
+def _view_perm(model: type[Model]) -> str:
     return f"{model._meta.app_label}.view_{model._meta.model_name}"
 
 
@@ -243,15 +255,15 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
     return groups
 
 
-def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMIT) -> TokenPanel:
+def token_panel(models: list[type[OAuthToken]], *, now: dt.datetime, limit: int = TOKEN_LIMIT) -> TokenPanel:
     """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list."""
     soon = now + EXPIRING_SOON_WINDOW
     counts: list[TokenCount] = []
     rows: list[TokenRow] = []
     for model in models:
-        kind = model._meta.verbose_name
+        kind = str(model._meta.verbose_name)
         # The WHERE on expires_at uses its index; only tokens due within the day are counted.
-        due = model.objects.filter(expires_at__lte=soon)
+        due = model._default_manager.filter(expires_at__lte=soon)
         totals = due.aggregate(
             expired=Count("pk", filter=expiry_condition(TokenStatus.EXPIRED, at=now)),
             expiring=Count("pk", filter=expiry_condition(TokenStatus.EXPIRING, at=now)),
@@ -267,7 +279,8 @@ def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMI
                 )
             )
         # values(): the token columns (ciphertext) are never read.
-        for row in due.order_by("expires_at", "pk").values(
+        # (The plugin resolves lookups on the abstract OAuthToken, which names no organization field.)
+        for row in due.order_by("expires_at", "pk").values(  # type: ignore[misc]
             "pk", "expires_at", "organization__name", "organization__linear_id"
         )[:limit]:
             rows.append(
@@ -282,3 +295,59 @@ def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMI
             )
     rows.sort(key=lambda row: row.expires_at)
     return TokenPanel(counts=counts, rows=rows[:limit])
+
+
+# --- Tokens needing re-authorization -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReauthorizationRow:
+    kind: str
+    organization: str
+    since: dt.datetime
+    url: str
+
+
+@dataclass(frozen=True)
+class ReauthorizationPanel:
+    """Tokens whose refresh token the provider rejected: an operator must have the organization
+    authorize the app again. ``links`` go to each model's filtered token list."""
+
+    rows: list[ReauthorizationRow]
+    more: bool
+    links: list[tuple[str, str]]
+
+
+def reauthorization_panel(
+    models: list[type[OAuthToken]], *, limit: int = TOKEN_LIMIT
+) -> ReauthorizationPanel:
+    """Marked tokens, most recently rejected first: one ``LIMIT``-ed query per model, no count."""
+    rows: list[ReauthorizationRow] = []
+    for model in models:
+        kind = str(model._meta.verbose_name)
+        # values(): the token columns (ciphertext) are never read.
+        for row in (
+            cast(OAuthTokenQuerySet, model._default_manager.all())
+            .needing_reauthorization()
+            .order_by("-reauthorization_required_at", "-pk")
+            .values("pk", "reauthorization_required_at", "organization__name", "organization__linear_id")[
+                : limit + 1
+            ]
+        ):
+            rows.append(
+                ReauthorizationRow(
+                    kind=kind,
+                    organization=row["organization__name"] or row["organization__linear_id"],
+                    since=row["reauthorization_required_at"],
+                    url=_change(model, row["pk"]),
+                )
+            )
+    rows.sort(key=lambda row: row.since, reverse=True)
+    return ReauthorizationPanel(
+        rows=rows[:limit],
+        more=len(rows) > limit,
+        links=[
+            (str(model._meta.verbose_name), _changelist(model, reauthorization="required"))
+            for model in models
+        ],
+    )
