@@ -130,9 +130,9 @@ def _rotate_model(
     for pk in deferred:
         with transaction.atomic():
             # Waits for the holder, holding no other row meanwhile. Gone since: nothing to rotate.
-            row = manager.select_for_update().filter(pk=pk).only("pk", *names).first()
-            if row is not None:
-                _rotate_row(model, row, token_fields, table=table, result=result)
+            held = manager.select_for_update().filter(pk=pk).only("pk", *names).first()
+            if held is not None:
+                _rotate_row(model, held, token_fields, table=table, result=result)
         done += 1
         if on_progress is not None:
             on_progress(RotationProgress(table=table, done=done, total=max(total, done)))
