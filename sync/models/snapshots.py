@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,14 +22,11 @@ from django.utils import timezone
 from accounts.models import Organization
 from accounts.validation import clean_aware_datetime, clean_identifier, clean_text
 from config.db import FastLoadMixin
+from sync.merge import FIELD_PATH_MAX_LENGTH, clean_field_path, clean_owner
 from sync.models.values import ITEM_TYPE_MAX_LENGTH, clean_json
 
 #: Ids per query of ``base_for`` (one parameter each: within SQLite's and PostgreSQL's limits).
 BASE_FOR_IDS_PER_QUERY = 5000
-#: Longest field path of an ownership rule.
-FIELD_PATH_MAX_LENGTH = 255
-#: A dotted path of non-empty keys without surrounding whitespace: ``title``, ``state.name``.
-_FIELD_PATH = re.compile(r"[^.\s](?:[^.]*[^.\s])?(?:\.[^.\s](?:[^.]*[^.\s])?)*")
 
 
 def item_data_hash(item_data: dict[str, Any]) -> str:
@@ -40,17 +36,6 @@ def item_data_hash(item_data: dict[str, Any]) -> str:
 
 def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def clean_field_path(value: Any, name: str = "field_path") -> str:
-    """A dotted field path (``title``, ``state.name``) or a ``ValidationError`` naming ``name``."""
-    path = clean_text(value, name, max_length=FIELD_PATH_MAX_LENGTH)
-    if not _FIELD_PATH.fullmatch(path):
-        raise ValidationError(
-            f"{name} {path!r} is not a dotted field path (keys separated by dots, e.g. 'state.name').",
-            code="invalid_path",
-        )
-    return path
 
 
 # --- ItemSnapshot ----------------------------------------------------------------------------------
@@ -452,17 +437,6 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
             confluence_page_id=confluence_page_id,
             linear_team_id=linear_team_id,
         )
-
-
-def clean_owner(value: Any, name: str = "owner") -> str:
-    """``linear``, ``confluence`` or ``newest``, else a ``ValidationError`` (``ValueError``: not a str)."""
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}.")
-    if value not in FieldOwner.values:
-        raise ValidationError(
-            f"{name} must be one of {', '.join(FieldOwner.values)} (got {value!r}).", code="invalid_owner"
-        )
-    return value
 
 
 class FieldOwnership(models.Model):
