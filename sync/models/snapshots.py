@@ -365,14 +365,42 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
                 item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
             )
         )
-        chosen: dict[str, tuple[tuple[int, bool, bool, bool], str]] = {}
-        for path, rule_type, page, team, owner in rules.order_by().values_list(
-            "field_path", "item_type", "confluence_page_id", "linear_team_id", "owner"
-        ):
-            rank = (bool(rule_type) + bool(page) + bool(team), bool(team), bool(page), bool(rule_type))
-            if path not in chosen or rank > chosen[path][0]:
-                chosen[path] = (rank, owner)
-        return {path: chosen[path][1] for path in sorted(chosen)}
+        return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
+
+    def owners_for_pk(
+        self,
+        organization_pk: int,
+        *,
+        item_type: str = "",
+        confluence_page_id: str = "",
+        linear_team_id: str = "",
+    ) -> dict[str, str]:
+        """:meth:`owners_for` by the Organization row's primary key (what a Conflict holds)."""
+        rules = (
+            self.get_queryset()
+            .filter(organization_id=organization_pk)
+            .applicable(
+                item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
+            )
+        )
+        return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
+
+    def rules_for_pair(
+        self, organization_id: str, *, confluence_page_id: str, linear_team_id: str
+    ) -> list[tuple[str, str, str, str, str]]:
+        """Every rule that may apply on this (page, team), any item type: one query, for bulk work.
+
+        Pass the rows and an item type to :func:`owners_from_rules` to get that type's owners.
+        """
+        rules = (
+            self.get_queryset()
+            .for_organization(organization_id)
+            .filter(
+                Q(confluence_page_id="") | Q(confluence_page_id=confluence_page_id),
+                Q(linear_team_id="") | Q(linear_team_id=linear_team_id),
+            )
+        )
+        return list(rules.order_by().values_list(*_RULE_COLUMNS))
 
     async def aowners_for(
         self,
@@ -437,6 +465,27 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
             confluence_page_id=confluence_page_id,
             linear_team_id=linear_team_id,
         )
+
+
+_RULE_COLUMNS = ("field_path", "item_type", "confluence_page_id", "linear_team_id", "owner")
+
+
+def owners_from_rules(
+    rules: Iterable[tuple[str, str, str, str, str]], *, item_type: str | None = None
+) -> dict[str, str]:
+    """``path -> owner`` from rule rows ``(path, item_type, page, team, owner)``: the most specific wins.
+
+    ``item_type`` given: rules narrowed to another type are left out (the rows already match the page
+    and team). Specificity: the number of narrowings; between as many, team beats page beats type.
+    """
+    chosen: dict[str, tuple[tuple[int, bool, bool, bool], str]] = {}
+    for path, rule_type, page, team, owner in rules:
+        if item_type is not None and rule_type and rule_type != item_type:
+            continue
+        rank = (bool(rule_type) + bool(page) + bool(team), bool(team), bool(page), bool(rule_type))
+        if path not in chosen or rank > chosen[path][0]:
+            chosen[path] = (rank, owner)
+    return {path: chosen[path][1] for path in sorted(chosen)}
 
 
 class FieldOwnership(models.Model):
