@@ -178,6 +178,25 @@ class ConflictQuerySet(models.QuerySet["Conflict"]):
         """Conflicts of one organization (by its Linear organization id); rows without one excluded."""
         return self.filter(organization__linear_id=clean_identifier(organization_id, "organization_id"))
 
+    def fill_organizations(self) -> int:
+        """Give these conflicts without an organization the one their (page, team) sync state knows.
+
+        One ``UPDATE`` with a correlated subquery (the legacy import calls it: old conflicts had no
+        organization). ``updated_at`` is left alone. Returns the number of conflicts that got one.
+        """
+        organization = (
+            SyncState.objects.filter(
+                confluence_page_id=models.OuterRef("confluence_page_id"),
+                linear_team_id=models.OuterRef("linear_team_id"),
+                organization__isnull=False,
+            )
+            .order_by()
+            .values("organization_id")[:1]
+        )
+        return self.filter(models.Exists(organization), organization__isnull=True).update(
+            organization=models.Subquery(organization)
+        )
+
     def unresolved(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
         """Unresolved conflicts, newest (``created_at``) first, as the old getUnresolvedConflicts."""
         return (
