@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -329,13 +329,74 @@ def _reconcile_batch(
                 confluence_at=confluence_at,
             )
         )
-    try:
-        return _write_batch(organization, pairs, merges, bases, page, team)
-    except IntegrityError:
-        # A concurrent reconcile inserted one of these conflicts first: redo the batch through
-        # Conflict.objects.store, which handles that race item by item.
-        logger.info("reconcile_many: a conflict was inserted concurrently; storing this batch one by one")
-        return _write_batch(organization, pairs, merges, bases, page, team, one_by_one=True)
+    _insert_new_conflicts(organization, pairs, merges, bases, page, team)
+    return _write_batch(organization, pairs, merges, bases, page, team)
+
+
+def _new_conflict(
+    organization: Organization,
+    linear: dict[str, Any],
+    confluence: dict[str, Any],
+    merge: Merge,
+    base: dict[str, Any] | None,
+    page: str,
+    team: str,
+    now: Any,
+) -> Conflict:
+    item_id = linear["itemId"]
+    item_type = linear.get("itemType") or confluence.get("itemType") or ""
+    return Conflict(
+        id=_conflict_id(item_id),
+        confluence_page_id=page,
+        linear_team_id=team,
+        linear_change=linear,
+        confluence_change=confluence,
+        base_change=_base_change(item_id, item_type, base),
+        conflicting_fields=merge.conflicts,
+        item_type=item_type,
+        item_id=item_id,
+        differing_field_count=len(merge.conflicts),
+        organization=organization,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _insert_new_conflicts(
+    organization: Organization,
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+    merges: list[Merge],
+    bases: dict[str, dict[str, Any]],
+    page: str,
+    team: str,
+) -> None:
+    """Insert the batch's new conflicts in a short transaction of their own, before any row is locked.
+
+    Inserting while holding locks on existing rows deadlocked on PostgreSQL (tests/sync/
+    test_reconcile_concurrency.py): a batch waiting on another's uncommitted insert while that one
+    waited to insert over a row the first had updated. Here the only locks held are the new rows'
+    (taken in id order by one statement, ``ON CONFLICT DO NOTHING``) and then the pair's sync state,
+    which is what every conflict write takes last.
+    """
+    wanted = {
+        _conflict_id(linear["itemId"]): (linear, confluence, merge)
+        for (linear, confluence), merge in zip(pairs, merges, strict=True)
+        if merge.conflicts
+    }
+    if not wanted:
+        return
+    present = set(Conflict.objects.filter(pk__in=list(wanted)).values_list("pk", flat=True))
+    now = timezone.now()
+    rows = [
+        _new_conflict(organization, linear, confluence, merge, bases.get(linear["itemId"]), page, team, now)
+        for conflict_id, (linear, confluence, merge) in sorted(wanted.items())
+        if conflict_id not in present
+    ]
+    if not rows:
+        return
+    with transaction.atomic():
+        Conflict.objects.bulk_create(rows, ignore_conflicts=True)
+        SyncState.objects.refresh_conflict_counts([(page, team)], create=True)
 
 
 def _base_change(item_id: str, item_type: str, base: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -358,10 +419,11 @@ def _write_batch(
     bases: dict[str, dict[str, Any]],
     page: str,
     team: str,
-    *,
-    one_by_one: bool = False,
 ) -> list[Reconciliation]:
-    """Store the batch's conflicts and resolve the conflicts it made disappear, in one transaction."""
+    """Update the batch's conflicts and resolve those it made disappear, in one transaction.
+
+    The rows are locked in id order, then the pair's sync state: the order every conflict write uses.
+    """
     conflict_ids = sorted(_conflict_id(linear["itemId"]) for linear, _ in pairs)
     with transaction.atomic():
         existing = {
@@ -370,7 +432,6 @@ def _write_batch(
             for conflict in Conflict.objects.select_for_update().filter(pk__in=conflict_ids).order_by("pk")
         }
         now = timezone.now()
-        new_rows: list[Conflict] = []
         updated: list[Conflict] = []
         update_fields: set[str] = set()
         log: list[ConflictResolution] = []
@@ -413,7 +474,8 @@ def _write_batch(
                     code="other_organization",
                 )
             base_change = _base_change(item_id, item_type, bases.get(item_id))
-            if one_by_one:
+            if row is None:
+                # Deleted between the insert and this lock (a clear): stored again, as store() would.
                 stored_by_item[item_id] = Conflict.objects.store(
                     conflict_id,
                     linear_change=linear,
@@ -424,25 +486,6 @@ def _write_batch(
                     base_change=base_change,
                     conflicting_fields=merge.conflicts,
                 )
-                continue
-            if row is None:
-                row = Conflict(
-                    id=conflict_id,
-                    confluence_page_id=page,
-                    linear_team_id=team,
-                    linear_change=linear,
-                    confluence_change=confluence,
-                    base_change=base_change,
-                    conflicting_fields=merge.conflicts,
-                    item_type=item_type,
-                    item_id=item_id,
-                    differing_field_count=len(merge.conflicts),
-                    organization=organization,
-                    created_at=now,
-                    updated_at=now,
-                )
-                new_rows.append(row)
-                stored_by_item[item_id] = row
                 continue
             stored_by_item[item_id] = row
             changed = _refresh_row(row, organization, linear, confluence, base_change, merge, page, team)
@@ -462,9 +505,6 @@ def _write_batch(
                 row.updated_at = now
                 updated.append(row)
                 update_fields |= changed | {"updated_at"}
-        if new_rows:
-            with transaction.atomic():  # a savepoint: the caller retries one by one on a race
-                Conflict.objects.bulk_create(new_rows)
         if updated:
             Conflict.objects.bulk_update(updated, sorted(update_fields))
         if log:
