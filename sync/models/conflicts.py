@@ -395,14 +395,19 @@ class Conflict(FastLoadMixin, models.Model):
         related_name="conflicts",
         help_text="Empty only for rows imported from the old system, which had no organization.",
     )
+    # db_default too: rows written outside the ORM (the legacy import's COPY, the benchmarks' seeds)
+    # get the same values without naming the new columns.
     version = models.PositiveIntegerField(
-        default=1, help_text="+1 whenever a store changes the content; resolutions check it."
+        default=1, db_default=1, help_text="+1 whenever a store changes the content; resolutions check it."
     )
     base_change = models.JSONField(
         null=True, blank=True, help_text="What both sides last agreed on (the snapshot), when known."
     )
     conflicting_fields = models.JSONField(
-        default=list, blank=True, help_text="Field paths both sides changed differently (three-way)."
+        default=list,
+        db_default=models.Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="Field paths both sides changed differently (three-way).",
     )
     is_resolved = models.BooleanField(default=False)
     resolution_strategy = models.CharField(
