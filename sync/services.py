@@ -329,8 +329,8 @@ def _reconcile_batch(
                 confluence_at=confluence_at,
             )
         )
-    _insert_new_conflicts(organization, pairs, merges, bases, page, team)
-    return _write_batch(organization, pairs, merges, bases, page, team)
+    inserted = _insert_new_conflicts(organization, pairs, merges, bases, page, team)
+    return _write_batch(organization, pairs, merges, bases, page, team, inserted)
 
 
 def _new_conflict(
@@ -369,8 +369,11 @@ def _insert_new_conflicts(
     bases: dict[str, dict[str, Any]],
     page: str,
     team: str,
-) -> None:
+) -> dict[str, Conflict]:
     """Insert the batch's new conflicts in a short transaction of their own, before any row is locked.
+
+    Returns the rows known to be inserted by this call (PostgreSQL reports them; on SQLite none are
+    reported, and the batch re-reads them), which the batch need not load again.
 
     Inserting while holding locks on existing rows deadlocked on PostgreSQL (tests/sync/
     test_reconcile_concurrency.py): a batch waiting on another's uncommitted insert while that one
@@ -384,7 +387,7 @@ def _insert_new_conflicts(
         if merge.conflicts
     }
     if not wanted:
-        return
+        return {}
     present = set(Conflict.objects.filter(pk__in=list(wanted)).values_list("pk", flat=True))
     now = timezone.now()
     rows = [
@@ -393,13 +396,21 @@ def _insert_new_conflicts(
         if conflict_id not in present
     ]
     if not rows:
-        return
+        return {}
     with transaction.atomic():
+        inserted: set[str] = set()
         if connection.vendor == "postgresql":
-            _insert_conflicts_postgresql(rows)
+            inserted = _insert_conflicts_postgresql(rows)
         else:
             Conflict.objects.bulk_create(rows, ignore_conflicts=True)
         SyncState.objects.refresh_conflict_counts([(page, team)], create=True)
+    fresh = {}
+    for row in rows:
+        if row.pk in inserted:
+            row._state.adding = False  # it is a stored row now, as if loaded
+            row._state.db = Conflict.objects.db
+            fresh[row.pk] = row
+    return fresh
 
 
 #: Columns ``_insert_conflicts_postgresql`` writes (every column a stored conflict has on insert).
@@ -423,7 +434,7 @@ _INSERT_COLUMNS = (
 )
 
 
-def _insert_conflicts_postgresql(rows: list[Conflict]) -> None:
+def _insert_conflicts_postgresql(rows: list[Conflict]) -> set[str]:
     """PostgreSQL: one multi-row ``INSERT … ON CONFLICT (id) DO NOTHING`` per 500 conflicts.
 
     Raw SQL because Django 5.2's ``bulk_create`` on PostgreSQL inserts through ``UNNEST`` of arrays,
@@ -438,6 +449,7 @@ def _insert_conflicts_postgresql(rows: list[Conflict]) -> None:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(opts.get_field(name).column) for name in _INSERT_COLUMNS)
     json_fields = {"linear_change", "confluence_change", "base_change", "conflicting_fields"}
+    inserted: set[str] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
@@ -449,9 +461,11 @@ def _insert_conflicts_postgresql(rows: list[Conflict]) -> None:
             values = ", ".join(["(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"] * len(chunk))
             cursor.execute(
                 f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES {values} "  # noqa: S608
-                f"ON CONFLICT ({quote(opts.pk.column)}) DO NOTHING",
+                f"ON CONFLICT ({quote(opts.pk.column)}) DO NOTHING RETURNING {quote(opts.pk.column)}",
                 params,
             )
+            inserted.update(pk for (pk,) in cursor.fetchall())
+    return inserted
 
 
 def _base_change(item_id: str, item_type: str, base: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -474,12 +488,18 @@ def _write_batch(
     bases: dict[str, dict[str, Any]],
     page: str,
     team: str,
+    inserted: dict[str, Conflict],
 ) -> list[Reconciliation]:
     """Update the batch's conflicts and resolve those it made disappear, in one transaction.
 
     The rows are locked in id order, then the pair's sync state: the order every conflict write uses.
+    Rows this batch has just inserted (``inserted``) hold its content already and are not re-read.
     """
-    conflict_ids = sorted(_conflict_id(linear["itemId"]) for linear, _ in pairs)
+    conflict_ids = sorted(
+        conflict_id
+        for conflict_id in (_conflict_id(linear["itemId"]) for linear, _ in pairs)
+        if conflict_id not in inserted
+    )
     with transaction.atomic():
         existing = {
             conflict.pk: conflict
@@ -496,6 +516,9 @@ def _write_batch(
         for (linear, confluence), merge in zip(pairs, merges, strict=True):
             item_id = linear["itemId"]
             conflict_id = _conflict_id(item_id)
+            if conflict_id in inserted and merge.conflicts:
+                stored_by_item[item_id] = inserted[conflict_id]
+                continue
             row = existing.get(conflict_id)
             other_organization = row is not None and row.organization_id not in (None, organization.pk)
             item_type = linear.get("itemType") or confluence.get("itemType") or ""
