@@ -54,7 +54,7 @@ CONNECTION_SETUPS: list[tuple[str, dict[str, str]]] = [
     ("DB_POOL=true (min 2, max 10)", {"DB_POOL": "true"}),
     ("DB_POOL=true, DB_POOL_MAX_SIZE=16", {"DB_POOL": "true", "DB_POOL_MAX_SIZE": "16"}),
 ]
-GROUPS = ("hot_paths", "bulk", "connections", "admin_scale", "import_throughput")
+GROUPS = ("hot_paths", "bulk", "three_way", "connections", "admin_scale", "import_throughput")
 #: Environment of a job measured with production settings: DEBUG off needs a real SECRET_KEY (a fresh
 #: random one; FERNET_KEYS comes from the base environment). Everything else keeps its default.
 PRODUCTION_ENV = {
@@ -66,6 +66,7 @@ PRODUCTION_ENV = {
 GROUP_TITLES = {
     "hot_paths": "API hot paths against raw SQL",
     "bulk": "Bulk writes",
+    "three_way": "Three-way sync in bulk",
     "connections": "Connections: 16 threads",
     "settings": "Settings experiment: the API without prepared statements against the defaults",
     "async": "Async twins against their sync forms",
@@ -190,7 +191,7 @@ def plan_jobs(groups: list[str], engines: list[str], quick: bool) -> list[Job]:
     """The processes to run, in order."""
     jobs: list[Job] = []
     quick_args = ["--quick"] if quick else []
-    for group in ("hot_paths", "bulk"):
+    for group in ("hot_paths", "bulk", "three_way"):
         if group in groups:
             for engine in engines:
                 # The hot paths run with production settings (DEBUG off): what agents run (issue 20).
@@ -383,6 +384,10 @@ def write_docs(
         "  issues, new then existing) against `INSERT … ON CONFLICT` in bulk on the raw connection",
         "  (multi-row VALUES of 1,000 rows on PostgreSQL, `executemany` on SQLite).",
         "  Goal: ≥ 20,000 rows/s on PostgreSQL and a ratio ≤ 1.5.",
+        "- **three_way**: items/s of `ItemSnapshot.objects.record_synced` (20,000 items, new then existing)",
+        "  and `reconcile_many` (10,000 items: in sync, merged, in conflict) against the same work on the",
+        "  raw connection (bulk upserts; for reconcile the same reads, `three_way` per item, the conflict",
+        "  inserts). Goals on PostgreSQL: ≥ 20,000 and ≥ 5,000 items/s (benchmarks/three_way.py).",
         "- **connections**: 16 threads run a fixed number of hot-path operations, each ending like a request",
         "  does (`close_old_connections()`), under each connection set-up (its own process, configured by",
         "  environment variables as in production); baseline: a new connection per operation.",

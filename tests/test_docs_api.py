@@ -15,7 +15,15 @@ from django.db import connections
 
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from planning.models import PlanningSession, ProgramIncrement
-from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
+from sync.models import (
+    Conflict,
+    ConflictResolution,
+    FieldOwnership,
+    ItemSnapshot,
+    LinearIssueCache,
+    SyncHistory,
+    SyncState,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "api.md"
@@ -118,6 +126,8 @@ _NOT_API = {"save", "delete", "update", "clean", "get_queryset"}
         ConflictResolution,
         SyncHistory,
         LinearIssueCache,
+        ItemSnapshot,
+        FieldOwnership,
     ],
     ids=lambda model: model.__name__,
 )
