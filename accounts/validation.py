@@ -29,6 +29,13 @@ MAX_NON_NEGATIVE_INT = 2_147_483_647
 SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+#: Deepest nesting of objects and arrays a JSON argument may have (the argument itself is level 1):
+#: the stored-JSON limit (``sync.models.values.clean_json``), which the three-way merge keeps too
+#: (``sync.merge.MAX_MERGE_DEPTH``). Linear issues and Confluence changes nest a handful of levels; far
+#: deeper values made the recursive code that stores and compares them raise ``RecursionError`` a few
+#: hundred levels down.
+MAX_JSON_DEPTH = 100
+
 def has_surrogate(value: str) -> bool:
     """Whether ``value`` holds a UTF-16 surrogate code point (never valid text on its own)."""
     return not value.isascii() and SURROGATE.search(value) is not None

@@ -33,10 +33,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from accounts.validation import MAX_JSON_DEPTH
 from sync.diff import MISSING, json_equal
 
 #: Deepest nesting (objects and lists) that :func:`three_way` merges; deeper input is a ValidationError.
-MAX_MERGE_DEPTH = 200
+#: The stored-JSON limit: a side that could not be stored is never merged.
+MAX_MERGE_DEPTH = MAX_JSON_DEPTH
 #: Longest field path of an ownership rule or a pick.
 FIELD_PATH_MAX_LENGTH = 255
 #: Owners a rule may name.

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from accounts.validation import (
+    MAX_JSON_DEPTH,
     clean_identifier,
     clean_text,
     has_surrogate,
@@ -29,10 +30,6 @@ CHANGE_REQUIRED_KEYS = ("itemId", "source", "itemData")
 _JSON_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-#: Deepest nesting of objects and arrays a JSON argument may have (the argument itself is level 1).
-#: Linear issues and Confluence changes nest a handful of levels; far deeper values made the recursive
-#: code that stores and compares them raise ``RecursionError`` a few hundred levels down.
-MAX_JSON_DEPTH = 100
 
 #: The Python types json.dumps writes as objects and arrays.
 _CONTAINERS = (dict, list, tuple)

@@ -281,7 +281,8 @@ def test_reconcile_many_refuses_bad_input_before_writing():
     for _ in range(300):
         node["a"] = {}
         node = node["a"]
-    with pytest.raises(ValidationError, match="nested deeper than"):
+    too_deep = r"pairs\[1\] linear_change is nested too deeply: more than 100 levels"
+    with pytest.raises(ValidationError, match=too_deep):
         reconcile_many("org-a", [good, _changes("i-2", deep, {})], **PAIR)
     assert Conflict.objects.count() == 0
 
