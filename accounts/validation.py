@@ -20,6 +20,8 @@ from django.utils import timezone
 MAX_IDENTIFIER_LENGTH = 255
 #: Largest integer :func:`clean_non_negative_int` accepts: the top of a PostgreSQL ``integer`` column.
 MAX_NON_NEGATIVE_INT = 2_147_483_647
+#: Longest error or warning text stored (a stack trace fits; a pasted page does not).
+MAX_ERROR_LENGTH = 65_536
 
 
 def clean_text(value: Any, name: str, *, required: bool = True, max_length: int | None = None) -> str:
