@@ -405,8 +405,13 @@ class PlanningSession(TimestampedModel):
         default=0, validators=[MinValueValidator(0), MaxValueValidator(100)], help_text="Percent, 0 to 100."
     )
     error = models.TextField(blank=True, default="")
-    progress_message = models.CharField(max_length=MAX_PROGRESS_MESSAGE_LENGTH, blank=True, default="")
-    attempt = models.PositiveIntegerField(default=1, help_text="1 for the first run; retry() adds one.")
+    # Database defaults too, so that writers outside Django (the old agent's SQL) keep working.
+    progress_message = models.CharField(
+        max_length=MAX_PROGRESS_MESSAGE_LENGTH, blank=True, default="", db_default=""
+    )
+    attempt = models.PositiveIntegerField(
+        default=1, db_default=1, help_text="1 for the first run; retry() adds one."
+    )
 
     objects = PlanningSessionManager.from_queryset(PlanningSessionQuerySet)()
 
@@ -853,16 +858,21 @@ def _planning_id_field() -> models.CharField:
         max_length=MAX_IDENTIFIER_LENGTH,
         blank=True,
         default="",
+        db_default="",
         help_text="The item's id in the parsed Confluence document (the old parser's id).",
     )
 
 
 def _labels_field() -> models.JSONField:
-    return models.JSONField(default=list, blank=True, help_text="Label names, a list of strings.")
+    return models.JSONField(
+        default=list, db_default=[], blank=True, help_text="Label names, a list of strings."
+    )
 
 
 def _attributes_field() -> models.JSONField:
-    return models.JSONField(default=dict, blank=True, help_text="The parser's other attributes.")
+    return models.JSONField(
+        default=dict, db_default={}, blank=True, help_text="The parser's other attributes."
+    )
 
 
 def _unique_planning_id(parent: str, name: str) -> models.UniqueConstraint:
@@ -921,7 +931,9 @@ class Feature(TimestampedModel):
     description = models.TextField(blank=True, default="")
     story_points = models.PositiveSmallIntegerField(null=True, blank=True)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, null=True, blank=True)
-    acceptance_criteria = models.JSONField(default=list, blank=True, help_text="A list of strings.")
+    acceptance_criteria = models.JSONField(
+        default=list, db_default=[], blank=True, help_text="A list of strings."
+    )
     labels = _labels_field()
     attributes = _attributes_field()
 
@@ -957,7 +969,9 @@ class Story(TimestampedModel):
     description = models.TextField(blank=True, default="")
     story_points = models.PositiveSmallIntegerField(null=True, blank=True)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, null=True, blank=True)
-    acceptance_criteria = models.JSONField(default=list, blank=True, help_text="A list of strings.")
+    acceptance_criteria = models.JSONField(
+        default=list, db_default=[], blank=True, help_text="A list of strings."
+    )
     labels = _labels_field()
     attributes = _attributes_field()
 
