@@ -822,6 +822,7 @@ TARGET_MODELS: list[type[models.Model]] = [
     PIObjective,
     PIRisk,
     PlanningSession,
+    Epic,
     Feature,
     Story,
     Enabler,
