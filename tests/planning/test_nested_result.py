@@ -614,3 +614,51 @@ def test_deleting_an_epic_keeps_its_features_at_session_level():
     Epic.objects.filter(epic_id="LIN-E1").delete()
     assert Feature.objects.get(feature_id="LIN-F1").epic_id is None
     assert PlanningSession.objects.get(pk=session.pk).features.count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("failing_model", [Epic, Feature, Story, Enabler])
+def test_a_failure_in_any_insert_of_new_rows_leaves_nothing_behind(monkeypatch, failing_model):
+    """New rows go in through _insert_new (binary COPY on PostgreSQL); a failure there rolls all back."""
+    from planning import services
+
+    session = make_planning_session()
+    save_planning_result(session, features=[{"feature_id": "KEEP", "title": "Kept", "planning_id": "keep"}])
+    before = (list(Feature.objects.values_list("feature_id", "title", "updated_at")), session.id_map())
+    original = services._insert_new
+
+    def failing(model, rows):
+        if model is failing_model:
+            raise RuntimeError(f"injected failure inserting {model.__name__}")
+        return original(model, rows)
+
+    monkeypatch.setattr(services, "_insert_new", failing)
+    with pytest.raises(RuntimeError, match=f"inserting {failing_model.__name__}"):
+        save_planning_result(session, epics=old_parser_epics())
+    assert (
+        list(Feature.objects.values_list("feature_id", "title", "updated_at")),
+        session.id_map(),
+    ) == before
+    assert (Epic.objects.count(), Story.objects.count(), Enabler.objects.count()) == (0, 0, 0)
+
+
+@pytest.mark.django_db
+def test_a_constraint_broken_inside_the_copy_comes_out_as_djangos_integrity_error():
+    from planning import services
+
+    session = make_planning_session()
+    Epic.objects.create(planning_session=session, epic_id="LIN-E1", title="Already here")
+    row = {
+        "planning_session_id": session.pk,
+        "epic_id": "LIN-E1",
+        "planning_id": "",
+        "title": "Duplicate",
+        "description": "",
+        "labels": [],
+        "attributes": {},
+        "created_at": Epic.objects.get().created_at,
+        "updated_at": Epic.objects.get().created_at,
+    }
+    with pytest.raises(IntegrityError), transaction.atomic():
+        services._insert_new(Epic, [row])
+    assert Epic.objects.count() == 1
