@@ -376,37 +376,39 @@ def _upsert(
     if not wanted:
         return RowCounts(), {}
     parent_attname = f"{parent_field}_id"
-    existing = {(getattr(row, parent_attname), getattr(row, id_field)): row for row in stored.order_by()}
-    holders = {row.planning_id: key for key, row in existing.items() if row.planning_id}
+    value_fields = list(wanted[0][2])
+    # Dicts, not model instances: a re-save of 1,000 unchanged stories spent a sixth of its time in
+    # Model.__init__.
+    columns = ["pk", parent_attname, id_field, "created_at", *value_fields]
+    existing = {(row[parent_attname], row[id_field]): row for row in stored.order_by().values(*columns)}
+    holders = {row["planning_id"]: key for key, row in existing.items() if row["planning_id"]}
     moved = []
     for parent_pk, linear_id, values in wanted:
         holder = holders.get(values["planning_id"])
         if holder is not None and holder != (parent_pk, linear_id):
             moved.append(existing[holder])
     if moved:
-        model.objects.filter(pk__in=[row.pk for row in moved]).update(planning_id="", updated_at=now)
+        model.objects.filter(pk__in=[row["pk"] for row in moved]).update(planning_id="", updated_at=now)
         for row in moved:
-            row.planning_id = ""
+            row["planning_id"] = ""
     pks: dict[tuple[int, str], int | None] = {}
     to_create: list[dict[str, Any]] = []
     to_update: list[Any] = []
-    value_fields: list[str] = []
     for parent_pk, linear_id, values in wanted:
-        value_fields = list(values)
         row = existing.get((parent_pk, linear_id))
         if row is None:
             keys = {parent_attname: parent_pk, id_field: linear_id}
             to_create.append({**keys, **values, "created_at": now, "updated_at": now})
             pks[parent_pk, linear_id] = None
             continue
-        pks[parent_pk, linear_id] = row.pk
-        if all(getattr(row, name) == value for name, value in values.items()):
+        pks[parent_pk, linear_id] = row["pk"]
+        if all(row[name] == value for name, value in values.items()):
             continue
         to_update.append(
             model(
                 **{parent_attname: parent_pk, id_field: linear_id},
                 **values,
-                created_at=row.created_at,
+                created_at=row["created_at"],
                 updated_at=now,
             )
         )
