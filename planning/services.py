@@ -53,6 +53,7 @@ _ALIASES = {
     "acceptance_criteria": ("acceptanceCriteria", "acceptance_criteria"),
     "enabler_type": ("enablerType", "enabler_type"),
 }
+_ALIAS_KEYS = frozenset(key for spellings in _ALIASES.values() for key in spellings)
 #: Priority names the old parser and Linear use, for the integer Linear stores.
 _PRIORITY_NAMES = {
     "none": Priority.NONE,
@@ -124,6 +125,8 @@ def _mapping(value: Any, where: str, allowed: frozenset[str]) -> Mapping[str, An
         raise ValidationError(
             f"{where}: unknown keys {names} (allowed: {', '.join(sorted(allowed))}).", code="unknown_key"
         )
+    if len(_ALIAS_KEYS.intersection(value)) < 2:
+        return value
     for field, spellings in _ALIASES.items():
         given = [key for key in spellings if value.get(key) is not None]
         if len(given) > 1:
