@@ -3,8 +3,9 @@
 Two trees, both owned by an :class:`~accounts.models.Organization`:
 
 * a **program increment** (PI) with the features, objectives and risks its teams committed to;
-* a **planning session**: one run of the agent over a Confluence page, which produces **features**
-  (each with **stories**) and **enablers**, all addressed by their Linear ids.
+* a **planning session**: one run of the agent over a Confluence page, which produces **epics**,
+  **features** (optionally under an epic, each with **stories**) and **enablers** (under a feature or
+  the session), all addressed by their Linear ids and, when the parser gave one, their planning id.
 
 Every rule the database can keep is a constraint here (ranges, choices, non-empty ids, uniqueness per
 parent), so that agent code, the admin, the legacy import and a raw SQL session meet the same wall.
@@ -377,8 +378,12 @@ class PlanningSessionStatus(models.TextChoices):
 class PlanningSession(TimestampedModel):
     """One run of the planning agent over a Confluence page.
 
-    Status moves pending → processing → completed, or to failed from pending or processing; the
-    transition methods refuse any other move and are race-safe (a conditional ``UPDATE``).
+    Status moves pending → processing → completed, or to failed from pending or processing, and back
+    from failed to pending by :meth:`retry` (the next ``attempt``); the transition methods refuse any
+    other move and are race-safe (a conditional ``UPDATE``). Warnings and errors are kept in
+    :class:`SessionMessage` (``session.messages``); what the session produced in :class:`Epic`,
+    :class:`Feature`, :class:`Story` and :class:`Enabler` rows, whose planning ids make the id map
+    (:meth:`linear_id_for`, :meth:`id_map`).
     """
 
     Status = PlanningSessionStatus
