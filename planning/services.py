@@ -359,12 +359,13 @@ def _upsert(
     stored: QuerySet[Any],
     wanted: list[tuple[int, str, dict[str, Any]]],
     now: Any,
-) -> tuple[RowCounts, dict[tuple[int, str], int | None]]:
+) -> tuple[RowCounts, dict[tuple[int, str], int | None], bool | None]:
     """Create the missing rows and update the changed ones with one bulk query each (per batch).
 
     ``stored`` holds the rows already in the session; ``wanted`` lists (parent pk, Linear id,
-    values). Returns the counts and the primary key of every wanted row by (parent pk, Linear id)
-    (``None`` for a created row where the backend cannot return ids from a bulk insert).
+    values). Returns the counts, the primary key of every wanted row by (parent pk, Linear id)
+    (``None`` for a created row where the backend cannot return ids from a bulk insert), and whether
+    ``stored`` had any row (``None``: not read, as nothing was wanted).
 
     A planning id that moves to another Linear id (the item was re-created in Linear) is first taken
     from the row that held it, in one ``UPDATE``, so the id map points at the new issue and the
@@ -377,7 +378,7 @@ def _upsert(
     updated, so ``created_at`` stays.
     """
     if not wanted:
-        return RowCounts(), {}
+        return RowCounts(), {}, None
     parent_attname = f"{parent_field}_id"
     value_fields = list(wanted[0][2])
     # Dicts, not model instances: a re-save of 1,000 unchanged stories spent a sixth of its time in
@@ -428,7 +429,8 @@ def _upsert(
             update_fields=[*value_fields, "updated_at"],
         )
     unchanged = len(wanted) - len(to_create) - len(to_update)
-    return RowCounts(created=len(to_create), updated=len(to_update), unchanged=unchanged), pks
+    counts = RowCounts(created=len(to_create), updated=len(to_update), unchanged=unchanged)
+    return counts, pks, bool(existing)
 
 
 #: psycopg's name for the binary COPY type of each column type Django creates here.
@@ -565,7 +567,7 @@ def save_planning_result(
             raise ValidationError(f"Planning session {pk} does not exist.", code="missing")
 
         epic_stored = Epic.objects.filter(planning_session=pk)
-        epic_counts, epic_pks = _upsert(
+        epic_counts, epic_pks, _ = _upsert(
             Epic,
             "epic_id",
             "planning_session",
@@ -577,7 +579,7 @@ def save_planning_result(
             epic_pks = _read_back_pks(epic_pks, epic_stored, "planning_session_id", "epic_id")
 
         feature_stored = Feature.objects.filter(planning_session=pk)
-        feature_counts, feature_pks = _upsert(
+        feature_counts, feature_pks, features_existed = _upsert(
             Feature,
             "feature_id",
             "planning_session",
@@ -595,16 +597,20 @@ def save_planning_result(
         if parsed.stories or any(item.parent_id for item in parsed.enablers):
             feature_pks = _read_back_pks(feature_pks, feature_stored, "planning_session_id", "feature_id")
 
-        story_counts, _ = _upsert(
+        story_counts, _, _ = _upsert(
             Story,
             "story_id",
             "planning_feature",
-            Story.objects.filter(planning_feature__planning_session=pk),
+            # A session whose features are all new has no stories yet: nothing to read (the common
+            # first save of a session skips a join over the story table).
+            Story.objects.filter(planning_feature__planning_session=pk)
+            if features_existed
+            else Story.objects.none(),
             [(feature_pks[pk, item.parent_id], item.linear_id, item.values) for item in parsed.stories],
             now,
         )
 
-        enabler_counts, _ = _upsert(
+        enabler_counts, _, _ = _upsert(
             Enabler,
             "enabler_id",
             "planning_session",
