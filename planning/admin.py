@@ -264,6 +264,13 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
         """The error as stored, with anything that looks like a token redacted (it may quote one)."""
         return redact(session.error) or "—"
 
+    def get_fields(self, request: HttpRequest, obj: PlanningSession | None = None) -> list[str]:
+        """The change page's fields; the retry button only for those who may change the session."""
+        fields = list(super().get_fields(request, obj))
+        if obj is None or not self.has_change_permission(request, obj):
+            fields.remove("retry_button")
+        return fields
+
     @admin.display(description="retry")
     def retry_button(self, session: PlanningSession) -> str:
         """A button that retries a failed session (posts to :meth:`retry_view`); nothing otherwise."""

@@ -458,13 +458,14 @@ def _insert_new(model: type[models.Model], rows: list[dict[str, Any]]) -> list[i
     ``connection.queries`` see it). Other engines: ``bulk_create``.
     """
     connection = connections[model.objects.db]
-    if connection.vendor != "postgresql":
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    types = [_COPY_TYPES.get(field.db_type(connection).split("(")[0]) for field in fields]
+    # A column type this function does not know how to send (a field added later) takes the ORM path.
+    if connection.vendor != "postgresql" or None in types:
         return [row.pk for row in model.objects.bulk_create([model(**row) for row in rows])]
     from psycopg.types.json import Jsonb  # PostgreSQL only
 
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     attnames = [field.attname for field in fields]
-    types = [_COPY_TYPES[field.db_type(connection).split("(")[0]] for field in fields]
     json_positions = [i for i, type_name in enumerate(types) if type_name == "jsonb"]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)

@@ -187,3 +187,18 @@ def test_feature_and_enabler_inlines_show_planning_id_and_parent(admin_client):
     assert re.search(r'field-epic">\s*<p>LIN-E1: Onboarding</p>', html)
     feature_url = reverse("admin:planning_feature_change", args=[session.features.get().pk])
     assert re.search(rf'field-planning_feature">\s*<p><a href="{feature_url}">LIN-F1: Sign-up</a></p>', html)
+
+
+def test_a_user_who_may_only_view_sessions_cannot_retry(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user(username="viewer", password=None, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_planningsession"))
+    client.force_login(viewer)
+    session = make_planning_session(status="failed", error="boom")
+    response = client.post(reverse("admin:planning_planningsession_retry", args=[session.pk]))
+    assert response.status_code == 302
+    assert PlanningSession.objects.values_list("status", "attempt").get(pk=session.pk) == ("failed", 1)
+    # Nor is the button shown to them.
+    page = client.get(reverse("admin:planning_planningsession_change", args=[session.pk])).content.decode()
+    assert "Retry (attempt" not in page
