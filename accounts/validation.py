@@ -22,6 +22,8 @@ from django.utils import timezone
 MAX_IDENTIFIER_LENGTH = 255
 #: Largest integer :func:`clean_non_negative_int` accepts: the top of a PostgreSQL ``integer`` column.
 MAX_NON_NEGATIVE_INT = 2_147_483_647
+#: Longest error or warning text stored (a stack trace fits; a pasted page does not).
+MAX_ERROR_LENGTH = 65_536
 
 #: A UTF-16 surrogate code point (U+D800-U+DFFF). Python strings can hold one alone ("\udce9", e.g. from
 #: ``os.fsdecode`` or a JSON ``\ud83d`` escape without its pair), but it is no Unicode character: UTF-8

@@ -6,6 +6,12 @@
   session, then the same call again (idempotent: nothing changes). Baseline: one transaction that locks
   the session, upserts features (``ON CONFLICT … DO UPDATE … WHERE`` the text changed), reads their ids,
   then upserts stories and enablers in bulk; it is run twice in the same way.
+* ``save_planning_result(session, epics=...)`` in the old parser's nested shape: 10 epics × 10
+  features × 10 stories (1,110 rows, each with a planning id, labels, and on features and stories
+  story points, priority and acceptance criteria), new session, then the same call again. Baseline:
+  the same transaction on the raw connection — lock, upsert epics, read their ids, upsert features
+  (with their epic), read their ids, upsert stories — every upsert ``ON CONFLICT … DO UPDATE …
+  WHERE`` a value is distinct.
 * ``LinearIssueCache.objects.upsert_many`` of 10,000 issues, new ids then the same ids with new data.
   Baseline: the organization lookup and
   ``INSERT … ON CONFLICT (organization_id, linear_issue_id) DO UPDATE`` in bulk, in one transaction,
@@ -249,6 +255,210 @@ def bench_planning(
     ]
 
 
+# --- save_planning_result, the old parser's nested shape -------------------------------------------
+
+
+def nested_planning_result(epics: int, features: int, stories: int) -> list[dict[str, Any]]:
+    """The old parser's epics, each with ``features`` features of ``stories`` stories."""
+
+    def story(e: int, f: int, s: int) -> dict[str, Any]:
+        return {
+            "id": f"story-{e}-{f}-{s}",
+            "type": "story",
+            "title": f"Story {e}.{f}.{s}: as a user I can finish step {s}",
+            "description": "The step is saved and can be resumed. " * 2,
+            "labels": ["backend", f"team-{f % 4}"],
+            "parentId": f"feature-{e}-{f}",
+            "acceptanceCriteria": [f"Step {s} is saved", "The user can resume"],
+            "storyPoints": (1, 2, 3, 5, 8)[s % 5],
+            "priority": s % 5,
+            "story_id": f"STORY-{e}-{f}-{s}",
+        }
+
+    return [
+        {
+            "id": f"epic-{e}",
+            "type": "epic",
+            "title": f"Epic {e}: self-service for region {e}",
+            "description": "The region's teams onboard themselves. " * 3,
+            "attributes": {"owner": f"pm-{e}"},
+            "labels": ["pi-2026.1"],
+            "epic_id": f"EPIC-{e}",
+            "features": [
+                {
+                    "id": f"feature-{e}-{f}",
+                    "type": "feature",
+                    "title": f"Feature {e}.{f}: onboarding step {f}",
+                    "description": "Lets a new team onboard without an operator. " * 3,
+                    "labels": ["onboarding"],
+                    "parentId": f"epic-{e}",
+                    "storyPoints": 13,
+                    "priority": "high",
+                    "acceptanceCriteria": ["Works without an operator"],
+                    "feature_id": f"FEAT-{e}-{f}",
+                    "stories": [story(e, f, s) for s in range(stories)],
+                }
+                for f in range(features)
+            ],
+        }
+        for e in range(epics)
+    ]
+
+
+def _upsert_sql(table: str, key: tuple[str, str], values: tuple[str, ...]) -> tuple[str, str, str]:
+    """(head, row, tail) of an ``INSERT … ON CONFLICT (key) DO UPDATE … WHERE`` a value is distinct."""
+    columns = ("created_at", "updated_at", *key, *values)
+    head = f"INSERT INTO {table} ({', '.join(columns)})"
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    sets = ", ".join(f"{name} = EXCLUDED.{name}" for name in (*values, "updated_at"))
+    changed = " OR ".join(f"{table}.{name} IS DISTINCT FROM EXCLUDED.{name}" for name in values)
+    return head, row, f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets} WHERE {changed}"
+
+
+def bench_planning_nested(
+    raw: RawDB, *, iterations: int, epics: int, features: int, stories: int, prefix: str
+) -> list[dict[str, Any]]:
+    """Time the nested-shape ``save_planning_result`` and its idempotent repeat against raw upserts."""
+    from planning.models import PlanningSession
+    from planning.services import save_planning_result
+
+    engine = engine_name()
+    data = nested_planning_result(epics, features, stories)
+    rows = epics * (1 + features * (1 + stories))
+    sql = raw.sql
+    dumps = json.dumps
+    lock = sql(
+        "SELECT id FROM planning_planningsession WHERE id = %s" + (" FOR UPDATE" if raw.is_postgresql else "")
+    )
+    common = ("planning_id", "title", "description", "labels", "attributes")
+    estimates = ("story_points", "priority", "acceptance_criteria")
+    epic_sql = _upsert_sql("planning_epic", ("planning_session_id", "epic_id"), common)
+    feature_sql = _upsert_sql(
+        "planning_feature", ("planning_session_id", "feature_id"), ("epic_id", *common, *estimates)
+    )
+    story_sql = _upsert_sql("planning_story", ("planning_feature_id", "story_id"), (*common, *estimates))
+    epic_ids = sql("SELECT epic_id, id FROM planning_epic WHERE planning_session_id = %s")
+    feature_ids = sql("SELECT feature_id, id FROM planning_feature WHERE planning_session_id = %s")
+    priorities = {"high": 2}
+
+    def stamp() -> Any:
+        now = dt.datetime.now(dt.UTC)
+        return now if raw.is_postgresql else str(now.replace(tzinfo=None))
+
+    def save_raw(session_id: int) -> None:
+        now = stamp()
+        with raw.atomic():
+            raw.fetchall(lock, (session_id,))
+            raw.insert_many(
+                *epic_sql,
+                [
+                    (
+                        now,
+                        now,
+                        session_id,
+                        e["epic_id"],
+                        e["id"],
+                        e["title"],
+                        e["description"],
+                        dumps(e["labels"]),
+                        dumps(e["attributes"]),
+                    )
+                    for e in data
+                ],
+            )
+            epic_pk = dict(raw.fetchall(epic_ids, (session_id,)))
+            raw.insert_many(
+                *feature_sql,
+                [
+                    (
+                        now,
+                        now,
+                        session_id,
+                        f["feature_id"],
+                        epic_pk[e["epic_id"]],
+                        f["id"],
+                        f["title"],
+                        f["description"],
+                        dumps(f["labels"]),
+                        dumps({}),
+                        f["storyPoints"],
+                        priorities[f["priority"]],
+                        dumps(f["acceptanceCriteria"]),
+                    )
+                    for e in data
+                    for f in e["features"]
+                ],
+            )
+            feature_pk = dict(raw.fetchall(feature_ids, (session_id,)))
+            raw.insert_many(
+                *story_sql,
+                [
+                    (
+                        now,
+                        now,
+                        feature_pk[f["feature_id"]],
+                        s["story_id"],
+                        s["id"],
+                        s["title"],
+                        s["description"],
+                        dumps(s["labels"]),
+                        dumps({}),
+                        s["storyPoints"],
+                        s["priority"],
+                        dumps(s["acceptanceCriteria"]),
+                    )
+                    for e in data
+                    for f in e["features"]
+                    for s in f["stories"]
+                ],
+            )
+
+    def new_session(n: int) -> PlanningSession:
+        return PlanningSession.objects.start(
+            f"{prefix}-nested-org",
+            confluence_page_url=f"https://acme.atlassian.net/wiki/pages/nested-{n}",
+            planning_title=f"PI planning {n}",
+        )
+
+    timings: dict[str, list[Timing]] = {"api_first": [], "api_second": [], "raw_first": [], "raw_second": []}
+    # One warm-up of each side, then alternate; a new session for every call pair.
+    for n in range(iterations + 1):
+        session, raw_session = new_session(2 * n), new_session(2 * n + 1)
+        steps = (
+            ("api_first", lambda s=session: save_planning_result(s, epics=data)),
+            ("api_second", lambda s=session: save_planning_result(s, epics=data)),
+            ("raw_first", lambda s=raw_session: save_raw(s.pk)),
+            ("raw_second", lambda s=raw_session: save_raw(s.pk)),
+        )
+        for key, step in steps:
+            seconds, _ = timed(step)
+            if n:
+                timings[key].append(seconds)
+    session = new_session(10**6)
+    queries_first, _ = count_queries(lambda: save_planning_result(session, epics=data))
+    queries_second, _ = count_queries(lambda: save_planning_result(session, epics=data))
+    shape = f"{epics} epics × {features} features × {stories} stories, nested shape"
+    return [
+        _bulk_result(
+            "save_planning_result epics= (new session)",
+            engine,
+            rows,
+            timings["api_first"],
+            timings["raw_first"],
+            f"{shape} = {rows} rows; {queries_first} API statements vs 6 raw (3 bulk upserts); "
+            f"median of {iterations}",
+        ),
+        _bulk_result(
+            "save_planning_result epics= (again, unchanged)",
+            engine,
+            rows,
+            timings["api_second"],
+            timings["raw_second"],
+            f"{queries_second} API statements vs 6 raw; median of {iterations}",
+        ),
+    ]
+
+
 # --- LinearIssueCache.objects.upsert_many --------------------------------------------------------
 
 
@@ -338,6 +548,12 @@ def run(
                 "save_planning_result",
                 lambda: bench_planning(
                     raw, iterations=iterations, features=100, stories=10, enablers=20, prefix=prefix
+                ),
+            ),
+            (
+                "save_planning_result epics=",
+                lambda: bench_planning_nested(
+                    raw, iterations=iterations, epics=10, features=10, stories=10, prefix=prefix
                 ),
             ),
             (

@@ -295,7 +295,7 @@ def _planning_sessions(org: DemoOrganization, pi: ProgramIncrement, now: dt.date
 
     processing = start(f"{page_title} (re-plan after scope change)", dt.timedelta(hours=2))
     processing.mark_in_progress()
-    processing.set_progress(65)
+    processing.set_progress(65, "Creating stories in Linear")
     save_planning_result(
         processing,
         features=[
@@ -312,7 +312,10 @@ def _planning_sessions(org: DemoOrganization, pi: ProgramIncrement, now: dt.date
 
     failed = start("Hackathon ideas – do not plan", dt.timedelta(days=2))
     failed.mark_in_progress()
-    failed.set_progress(20)
+    failed.set_progress(20, "Reading the Confluence page")
+    failed.add_warning(
+        "The page has no 'Features' heading; looked for tables instead.", code="missing_heading"
+    )
     failed.mark_failed(
         f"Confluence returned 404 for page {page_id}: the page was moved to another space. "
         "Update the page URL and start a new session."

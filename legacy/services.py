@@ -48,6 +48,7 @@ from legacy.tables import (
 )
 from planning.models import (
     Enabler,
+    Epic,
     Feature,
     PIFeature,
     PIObjective,
@@ -705,6 +706,80 @@ class _Importer:
                 for statement in statements:
                     cursor.execute(statement)
 
+    def epics_from_sessions(self, source: PostgresSource) -> TableStats:
+        """Give each imported session with an old ``epic_id`` an :class:`~planning.models.Epic` row.
+
+        The old schema kept only the Linear epic id on the session; the new shape has epics as rows,
+        with the session's features under them. The epic gets the session's title (the old agent named
+        the Linear epic after the planning) and its times, no planning id (the old system kept none),
+        and every feature of the session that is under no epic. The import map records it under the
+        old table ``planning_sessions.epic_id`` and the old session id, so a second run adds nothing.
+        """
+        table = "planning_sessions.epic_id"
+        stats = self.report.stats(source.label, table, Epic, source.kind)
+        source_id = self.source_pk(source)
+        sessions = dict(
+            ImportedRow.objects.for_table(source_id, "planning_sessions").values_list("new_pk", "old_id")
+        )
+        done = set(ImportedRow.objects.for_table(source_id, table).values_list("old_id", flat=True))
+        candidates = (
+            PlanningSession.objects.filter(pk__in=[int(pk) for pk in sessions])
+            .exclude(epic_id="")
+            .order_by("pk")
+            .values_list("pk", "epic_id", "planning_title", "created_at", "updated_at")
+        )
+        epics = []
+        for pk, epic_id, title, created_at, updated_at in candidates.iterator(chunk_size=self.batch_size):
+            stats.read += 1
+            if sessions[str(pk)] in done:
+                stats.already += 1
+                continue
+            epics.append(
+                Epic(
+                    planning_session_id=pk,
+                    epic_id=epic_id,
+                    title=title,
+                    created_at=created_at,
+                    updated_at=updated_at,
+                )
+            )
+        for start in range(0, len(epics), self.batch_size):
+            batch = epics[start : start + self.batch_size]
+            # An epic the agent already saved for the session (same Linear id) is kept, not duplicated.
+            existing = set(
+                Epic.objects.filter(planning_session__in=[epic.planning_session_id for epic in batch])
+                .values_list("planning_session_id", "epic_id")
+                .order_by()
+            )
+            new = [epic for epic in batch if (epic.planning_session_id, epic.epic_id) not in existing]
+            Epic.objects.bulk_create(new)
+            placed = {
+                (session_pk, epic_id): pk
+                for pk, session_pk, epic_id in Epic.objects.filter(
+                    planning_session__in=[epic.planning_session_id for epic in batch]
+                ).values_list("pk", "planning_session_id", "epic_id")
+            }
+            # One UPDATE per new epic: sessions are few (the old agent wrote one per planning run).
+            for epic in new:
+                pk = placed[epic.planning_session_id, epic.epic_id]
+                Feature.objects.filter(planning_session=epic.planning_session_id, epic__isnull=True).update(
+                    epic=pk
+                )
+            ImportedRow.objects.bulk_create(
+                ImportedRow(
+                    source_id=source_id,
+                    old_table=table,
+                    old_id=sessions[str(epic.planning_session_id)],
+                    model=Epic._meta.label,
+                    new_pk=str(placed[epic.planning_session_id, epic.epic_id]),
+                    imported_at=self.started_at,
+                )
+                for epic in batch
+            )
+            stats.imported += len(new)
+            stats.merged += len(batch) - len(new)
+        return stats
+
     def refresh_conflict_counts(self) -> None:
         """Set ``conflict_count`` of every state row to its pair's unresolved conflicts.
 
@@ -749,6 +824,7 @@ TARGET_MODELS: list[type[models.Model]] = [
     PIObjective,
     PIRisk,
     PlanningSession,
+    Epic,
     Feature,
     Story,
     Enabler,
@@ -833,4 +909,6 @@ def _run(importer: _Importer, pg: PostgresSource, sqlite: SqliteSource | None, s
     if sqlite is not None and shape != "second" and "sync_history" in sqlite_tables:
         # The PostgreSQL history (first shape or none) came earlier; the file's is second shape.
         importer.import_table(sqlite, HISTORY)
+    if "planning_sessions" in pg_tables:
+        importer.epics_from_sessions(pg)
     importer.refresh_conflict_counts()

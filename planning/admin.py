@@ -8,6 +8,7 @@ its own page, where its stories are inline.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
@@ -16,15 +17,17 @@ from django.db import models
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.forms import BaseInlineFormSet, Textarea
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin_widgets import SafeAutocompleteMixin
 from config.logging import redact
 from planning.models import (
     Enabler,
+    Epic,
     Feature,
     PIFeature,
     PIObjective,
@@ -158,15 +161,17 @@ class ProgramIncrementAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
 
 class FeatureInline(admin.TabularInline):
     model = Feature
-    fields = ["feature_id", "title", "description", "story_count"]
-    readonly_fields = ["story_count"]
+    fields = ["feature_id", "title", "description", "planning_id", "epic", "story_count"]
+    # The parser's id and the epic come from save_planning_result; read-only here, so that the
+    # form posts no more fields than before.
+    readonly_fields = ["planning_id", "epic", "story_count"]
     formfield_overrides = COMPACT_TEXT
     show_change_link = True  # stories are edited on the feature's own page
     formset = linear_id_formset("feature_id")
     extra = 0
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Feature]:
-        return _with_story_count(super().get_queryset(request))
+        return _with_story_count(super().get_queryset(request)).select_related("epic")
 
     @admin.display(description="stories")
     def story_count(self, feature: Feature) -> int:
@@ -175,10 +180,18 @@ class FeatureInline(admin.TabularInline):
 
 class EnablerInline(admin.TabularInline):
     model = Enabler
-    fields = ["enabler_id", "title", "enabler_type", "description"]
+    fields = ["enabler_id", "title", "enabler_type", "description", "planning_id", "planning_feature"]
+    readonly_fields = ["planning_id", "planning_feature"]
     formfield_overrides = COMPACT_TEXT
     formset = linear_id_formset("enabler_id")
     extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Enabler]:
+        return super().get_queryset(request).select_related("planning_feature")
+
+
+#: Newest messages shown on a session's page; the rest are counted.
+MESSAGES_SHOWN = 100
 
 
 @admin.register(PlanningSession)
@@ -199,7 +212,22 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
     search_help_text = "Title, Confluence page URL, or an exact Linear epic, feature, story or enabler id."
     autocomplete_fields = ["organization", "program_increment"]
     # Status and progress move only through the model's transitions (the agent's path, race-safe).
-    readonly_fields = ["status", "progress_bar", "error_text", "created_at", "updated_at"]
+    # Warnings and errors, epics and the id map are shown as read-only tables rather than inline
+    # formsets: the messages are append-only, the epics and the map are what the agent saved, and a
+    # formset would add management-form fields every POST of this page must then carry.
+    readonly_fields = [
+        "status",
+        "retry_button",
+        "attempt",
+        "progress_bar",
+        "progress_message",
+        "error_text",
+        "messages_list",
+        "epics_list",
+        "id_map_list",
+        "created_at",
+        "updated_at",
+    ]
     fields = [
         "organization",
         "program_increment",
@@ -208,8 +236,14 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
         "confluence_document_id",
         "epic_id",
         "status",
+        "retry_button",
+        "attempt",
         "progress_bar",
+        "progress_message",
         "error_text",
+        "messages_list",
+        "epics_list",
+        "id_map_list",
         "created_at",
         "updated_at",
     ]
@@ -217,7 +251,7 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
     show_full_result_count = False
     list_per_page = 50
     inlines = [FeatureInline, EnablerInline]
-    actions = ["mark_failed"]
+    actions = ["mark_failed", "retry_sessions"]
     # Confluence is served over https; also Django 6's default, chosen now to silence its warning.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
@@ -229,6 +263,141 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
     def error_text(self, session: PlanningSession) -> str:
         """The error as stored, with anything that looks like a token redacted (it may quote one)."""
         return redact(session.error) or "—"
+
+    def get_fields(self, request: HttpRequest, obj: PlanningSession | None = None) -> list[str]:
+        """The change page's fields; the retry button only for those who may change the session."""
+        fields = list(super().get_fields(request, obj))
+        if obj is None or not self.has_change_permission(request, obj):
+            fields.remove("retry_button")
+        return fields
+
+    @admin.display(description="retry")
+    def retry_button(self, session: PlanningSession) -> str:
+        """A button that retries a failed session (posts to :meth:`retry_view`); nothing otherwise."""
+        if session.pk is None or session.status != PlanningSession.Status.FAILED:
+            return "—"
+        url = reverse("admin:planning_planningsession_retry", args=[session.pk])
+        return format_html(
+            '<button type="submit" formaction="{}" formnovalidate class="button">Retry (attempt {})</button>',
+            url,
+            session.attempt + 1,
+        )
+
+    @admin.display(description="warnings and errors")
+    def messages_list(self, session: PlanningSession) -> str:
+        """The session's warnings and errors, newest first, with codes and attempts (text redacted)."""
+        if session.pk is None:
+            return "—"
+        shown = list(session.messages.newest_first()[: MESSAGES_SHOWN + 1])
+        if not shown:
+            return "—"
+        more = ""
+        if len(shown) > MESSAGES_SHOWN:
+            shown = shown[:MESSAGES_SHOWN]
+            more = format_html("<p>Only the newest {} are shown.</p>", MESSAGES_SHOWN)
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    date_format(timezone.localtime(entry.created_at), "DATETIME_FORMAT"),
+                    entry.level + (" (fatal)" if entry.fatal else ""),
+                    entry.code or "—",
+                    entry.attempt,
+                    redact(entry.message),
+                    redact(json.dumps(entry.details)) if entry.details is not None else "",
+                )
+                for entry in shown
+            ),
+        )
+        return format_html(
+            '<table class="session-messages"><thead><tr><th>time</th><th>level</th><th>code</th>'
+            "<th>attempt</th><th>message</th><th>details</th></tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            more,
+        )
+
+    @admin.display(description="epics")
+    def epics_list(self, session: PlanningSession) -> str:
+        """The session's epics with their Linear and planning ids and number of features."""
+        if session.pk is None:
+            return "—"
+        epics = list(
+            Epic.objects.filter(planning_session=session)
+            .annotate(num_features=Count("features"))
+            .order_by("epic_id")
+            .values_list("epic_id", "planning_id", "title", "num_features")
+        )
+        if not epics:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((epic_id, planning_id or "—", title, n) for epic_id, planning_id, title, n in epics),
+        )
+        return format_html(
+            '<table class="session-epics"><thead><tr><th>Linear id</th><th>planning id</th><th>title</th>'
+            "<th>features</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="planning id → Linear id")
+    def id_map_list(self, session: PlanningSession) -> str:
+        """The planning-id → Linear-id map of :meth:`PlanningSession.id_map`, one row per item."""
+        if session.pk is None:
+            return "—"
+        rows = [
+            (item_type, planning_id, linear_id)
+            for item_type, mapping in session.id_map().items()
+            for planning_id, linear_id in sorted(mapping.items())
+        ]
+        if not rows:
+            return "—"
+        return format_html(
+            '<table class="session-id-map"><thead><tr><th>type</th><th>planning id</th><th>Linear id</th>'
+            "</tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        """The change page's retry button posts to ``<id>/retry/``."""
+        retry = path(
+            "<path:object_id>/retry/",
+            self.admin_site.admin_view(self.retry_view),
+            name="planning_planningsession_retry",
+        )
+        return [retry, *super().get_urls()]
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: retry one failed session through :meth:`PlanningSession.retry`, back to its page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        session = self.get_object(request, object_id)
+        if session is None or not self.has_change_permission(request, session):
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        try:
+            session.retry()
+        except ValidationError as exc:
+            self.message_user(request, exc.messages[0], messages.WARNING)
+        else:
+            done = f"Session {session.pk} is pending again (attempt {session.attempt})."
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:planning_planningsession_change", args=[session.pk]))
+
+    @admin.action(description="Retry selected failed sessions")
+    def retry_sessions(self, request: HttpRequest, queryset: QuerySet[PlanningSession]) -> None:
+        """Retry failed sessions through the model transition; report the ones refused."""
+        retried, refused = 0, []
+        for session in queryset:
+            try:
+                session.retry()
+                retried += 1
+            except ValidationError as exc:
+                refused.append(exc.messages[0])
+        if retried:
+            self.message_user(request, f"{retried} session(s) retried.", messages.SUCCESS)
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
 
     @admin.display(description="progress", ordering="progress")
     def progress_bar(self, session: PlanningSession) -> str:

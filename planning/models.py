@@ -3,8 +3,9 @@
 Two trees, both owned by an :class:`~accounts.models.Organization`:
 
 * a **program increment** (PI) with the features, objectives and risks its teams committed to;
-* a **planning session**: one run of the agent over a Confluence page, which produces **features**
-  (each with **stories**) and **enablers**, all addressed by their Linear ids.
+* a **planning session**: one run of the agent over a Confluence page, which produces **epics**,
+  **features** (optionally under an epic, each with **stories**) and **enablers** (under a feature or
+  the session), all addressed by their Linear ids and, when the parser gave one, their planning id.
 
 Every rule the database can keep is a constraint here (ranges, choices, non-empty ids, uniqueness per
 parent), so that agent code, the admin, the legacy import and a raw SQL session meet the same wall.
@@ -18,17 +19,26 @@ legacy import keeps the old rows' times. ``save()`` still bumps ``updated_at`` (
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import re
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from asgiref.sync import sync_to_async
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization
-from accounts.validation import MAX_IDENTIFIER_LENGTH, clean_identifier, clean_text
+from accounts.validation import (
+    MAX_ERROR_LENGTH,
+    MAX_IDENTIFIER_LENGTH,
+    clean_aware_datetime,
+    clean_identifier,
+    clean_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +46,15 @@ logger = logging.getLogger(__name__)
 MAX_TITLE_LENGTH = 500
 #: Longest Confluence page URL accepted.
 MAX_URL_LENGTH = 2048
+#: Longest progress message accepted (``set_progress``); it is a status line, not a log.
+MAX_PROGRESS_MESSAGE_LENGTH = 1000
+#: Longest warning or error code accepted (``add_warning``/``add_error``).
+MAX_CODE_LENGTH = 100
+#: Largest story-point estimate accepted for a feature or story.
+MAX_STORY_POINTS = 1000
+
+# A NUL escape that is not itself an escaped backslash followed by "u0000" (PostgreSQL's jsonb refuses it).
+_JSON_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _id_field(verbose_name: str) -> models.CharField:
@@ -343,6 +362,14 @@ class PlanningSessionManager(models.Manager["PlanningSession"]):
         logger.info("planning session %s started for organization %s", session.pk, organization.pk)
         return session
 
+    async def astart(
+        self, organization_id: Any, *, confluence_page_url: Any, planning_title: Any, **fields: Any
+    ) -> PlanningSession:
+        """Async twin of :meth:`start`."""
+        return await sync_to_async(self.start)(
+            organization_id, confluence_page_url=confluence_page_url, planning_title=planning_title, **fields
+        )
+
 
 class PlanningSessionStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -354,8 +381,12 @@ class PlanningSessionStatus(models.TextChoices):
 class PlanningSession(TimestampedModel):
     """One run of the planning agent over a Confluence page.
 
-    Status moves pending → processing → completed, or to failed from pending or processing; the
-    transition methods refuse any other move and are race-safe (a conditional ``UPDATE``).
+    Status moves pending → processing → completed, or to failed from pending or processing, and back
+    from failed to pending by :meth:`retry` (the next ``attempt``); the transition methods refuse any
+    other move and are race-safe (a conditional ``UPDATE``). Warnings and errors are kept in
+    :class:`SessionMessage` (``session.messages``); what the session produced in :class:`Epic`,
+    :class:`Feature`, :class:`Story` and :class:`Enabler` rows, whose planning ids make the id map
+    (:meth:`linear_id_for`, :meth:`id_map`).
     """
 
     Status = PlanningSessionStatus
@@ -382,6 +413,13 @@ class PlanningSession(TimestampedModel):
         default=0, validators=[MinValueValidator(0), MaxValueValidator(100)], help_text="Percent, 0 to 100."
     )
     error = models.TextField(blank=True, default="")
+    # Database defaults too, so that writers outside Django (the old agent's SQL) keep working.
+    progress_message = models.CharField(
+        max_length=MAX_PROGRESS_MESSAGE_LENGTH, blank=True, default="", db_default=""
+    )
+    attempt = models.PositiveIntegerField(
+        default=1, db_default=1, help_text="1 for the first run; retry() adds one."
+    )
 
     objects = PlanningSessionManager.from_queryset(PlanningSessionQuerySet)()
 
@@ -407,6 +445,7 @@ class PlanningSession(TimestampedModel):
                 condition=Q(error="") | Q(status=PlanningSessionStatus.FAILED),
                 name="planning_session_error_only_when_failed",
             ),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="planning_session_attempt_from_1"),
         ]
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="planning_session_org_new_idx"),
@@ -463,21 +502,27 @@ class PlanningSession(TimestampedModel):
         """pending → processing: the agent picked the session up."""
         self._transition((self.Status.PENDING,), self.Status.PROCESSING)
 
-    def set_progress(self, percent: Any) -> None:
-        """Record progress (0–100) while processing; progress never goes backwards.
+    async def amark_in_progress(self) -> None:
+        """Async twin of :meth:`mark_in_progress`."""
+        await sync_to_async(self.mark_in_progress)()
 
-        Refusing a lower value keeps a late, out-of-order update from a slow worker from rewinding the
-        bar; setting the current value again is allowed and changes nothing but ``updated_at``.
+    def set_progress(self, percent: int, message: str = "") -> None:
+        """Record progress (0–100) and what the agent is doing now, while processing.
+
+        Progress never goes backwards: refusing a lower value keeps a late, out-of-order update from a
+        slow worker from rewinding the bar; setting the current value again is allowed (with a new
+        ``message``, or to clear it with ``""``).
         """
         if isinstance(percent, bool) or not isinstance(percent, int):
             raise ValueError(f"percent must be an integer, not {type(percent).__name__}.")
         if not 0 <= percent <= 100:
             raise ValidationError(f"percent must be between 0 and 100 (got {percent}).", code="range")
+        message = clean_text(message, "message", required=False, max_length=MAX_PROGRESS_MESSAGE_LENGTH)
         now = timezone.now()
         updated = (
             type(self)
             ._base_manager.filter(pk=self.pk, status=self.Status.PROCESSING, progress__lte=percent)
-            .update(progress=percent, updated_at=now)
+            .update(progress=percent, progress_message=message, updated_at=now)
         )
         if updated != 1:
             row = type(self)._base_manager.filter(pk=self.pk).values("status", "progress").first()
@@ -496,31 +541,409 @@ class PlanningSession(TimestampedModel):
                 code="progress_backwards",
             )
         self.progress = percent
+        self.progress_message = message
         self.updated_at = now
+
+    async def aset_progress(self, percent: int, message: str = "") -> None:
+        """Async twin of :meth:`set_progress`."""
+        await sync_to_async(self.set_progress)(percent, message)
 
     def mark_completed(self) -> None:
         """processing → completed, with progress 100."""
         self._transition((self.Status.PROCESSING,), self.Status.COMPLETED, progress=100)
 
-    def mark_failed(self, error: Any) -> None:
-        """pending or processing → failed, recording the error message (required)."""
-        error = clean_text(error, "error")
-        self._transition((self.Status.PENDING, self.Status.PROCESSING), self.Status.FAILED, error=error)
+    async def amark_completed(self) -> None:
+        """Async twin of :meth:`mark_completed`."""
+        await sync_to_async(self.mark_completed)()
+
+    def mark_failed(self, error: str) -> None:
+        """pending or processing → failed, recording the error message (required).
+
+        The error is also appended to the session's messages (a fatal error of the current attempt),
+        so that a :meth:`retry` keeps it.
+        """
+        self.add_error(error, fatal=True)
+
+    async def amark_failed(self, error: str) -> None:
+        """Async twin of :meth:`mark_failed`."""
+        await sync_to_async(self.mark_failed)(error)
+
+    def retry(self) -> None:
+        """failed → pending again, for another attempt: ``attempt`` + 1, progress and error cleared.
+
+        The warnings and errors of earlier attempts stay in :attr:`messages`, each marked with the
+        attempt it belongs to. Race-safe like the other transitions: of two concurrent retries one
+        wins and the other gets a ``ValidationError`` (the session is no longer failed).
+        """
+        with transaction.atomic():
+            self._transition(
+                (self.Status.FAILED,),
+                self.Status.PENDING,
+                progress=0,
+                progress_message="",
+                error="",
+                attempt=models.F("attempt") + 1,
+            )
+            self.attempt = type(self)._base_manager.filter(pk=self.pk).values_list("attempt", flat=True).get()
+        logger.info("planning session %s: retry, attempt %s", self.pk, self.attempt)
+
+    async def aretry(self) -> None:
+        """Async twin of :meth:`retry`."""
+        await sync_to_async(self.retry)()
+
+    # --- warnings and errors -------------------------------------------------------------------
+
+    def add_warning(
+        self, message: str, *, code: str = "", details: Any = None, at: dt.datetime | None = None
+    ) -> SessionMessage:
+        """Append a warning to the session's messages; the status does not change.
+
+        ``code`` is a short machine-readable tag (``"missing_estimate"``), ``details`` any JSON value,
+        ``at`` the time to record (now by default).
+        """
+        return self._append(SessionMessage.Level.WARNING, message, code=code, details=details, at=at)
+
+    async def aadd_warning(
+        self, message: str, *, code: str = "", details: Any = None, at: dt.datetime | None = None
+    ) -> SessionMessage:
+        """Async twin of :meth:`add_warning`."""
+        return await sync_to_async(self.add_warning)(message, code=code, details=details, at=at)
+
+    def add_error(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        details: Any = None,
+        fatal: bool = True,
+        at: dt.datetime | None = None,
+    ) -> SessionMessage:
+        """Append an error; a fatal one (the default) also fails the session, as :meth:`mark_failed`.
+
+        A fatal error is refused (``ValidationError``, nothing written) unless the session is pending
+        or processing; the session's ``error`` becomes ``message``. A non-fatal error only appends.
+        """
+        if not isinstance(fatal, bool):
+            raise ValueError(f"fatal must be a bool, not {type(fatal).__name__}.")
+        return self._append(
+            SessionMessage.Level.ERROR, message, code=code, details=details, at=at, fatal=fatal
+        )
+
+    async def aadd_error(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        details: Any = None,
+        fatal: bool = True,
+        at: dt.datetime | None = None,
+    ) -> SessionMessage:
+        """Async twin of :meth:`add_error`."""
+        return await sync_to_async(self.add_error)(message, code=code, details=details, fatal=fatal, at=at)
+
+    def _append(
+        self,
+        level: str,
+        message: Any,
+        *,
+        code: Any,
+        details: Any,
+        at: dt.datetime | None,
+        fatal: bool = False,
+    ) -> SessionMessage:
+        name = "error" if fatal and level == SessionMessage.Level.ERROR else "message"
+        message = clean_text(message, name, max_length=MAX_ERROR_LENGTH)
+        code = clean_text(code, "code", required=False, max_length=MAX_CODE_LENGTH)
+        details = clean_details(details)
+        at = clean_aware_datetime(at, "at", required=False) or timezone.now()
+        with transaction.atomic():
+            if fatal:
+                self._transition(
+                    (self.Status.PENDING, self.Status.PROCESSING), self.Status.FAILED, error=message
+                )
+            attempt = type(self)._base_manager.filter(pk=self.pk).values_list("attempt", flat=True).first()
+            if attempt is None:
+                raise ValidationError(f"Planning session {self.pk} does not exist.", code="missing")
+            entry = SessionMessage.objects.create(
+                planning_session_id=self.pk,
+                level=level,
+                message=message,
+                code=code,
+                details=details,
+                fatal=fatal,
+                attempt=attempt,
+                created_at=at,
+            )
+        self.attempt = attempt
+        return entry
+
+    # --- planning id → Linear id ---------------------------------------------------------------
+
+    def linear_id_for(self, item_type: str, planning_id: str) -> str | None:
+        """The Linear id stored for the planning item ``planning_id`` of this type, or ``None``.
+
+        ``item_type`` is ``"epic"``, ``"feature"``, ``"story"`` or ``"enabler"``; the planning id is
+        the ``id`` the parser gave the item in the Confluence document.
+        """
+        model, linear_field, session_path = _item_model(item_type)
+        planning_id = clean_identifier(planning_id, "planning_id")
+        return (
+            model.objects.filter(**{session_path: self.pk}, planning_id=planning_id)
+            .values_list(linear_field, flat=True)
+            .first()
+        )
+
+    async def alinear_id_for(self, item_type: str, planning_id: str) -> str | None:
+        """Async twin of :meth:`linear_id_for`."""
+        return await sync_to_async(self.linear_id_for)(item_type, planning_id)
+
+    def id_map(self) -> dict[str, dict[str, str]]:
+        """``{"epic": {planning_id: linear_id}, "feature": {...}, "story": {...}, "enabler": {...}}``.
+
+        Every item type is a key (an empty dict when the session has none); items saved without a
+        planning id (the flat shape, or rows imported from the old system) are not in it. One query.
+        """
+        parts = [
+            model.objects.filter(**{session_path: self.pk})
+            .exclude(planning_id="")
+            .order_by()
+            .values_list(models.Value(str(item_type)), "planning_id", linear_field)
+            for item_type, (model, linear_field, session_path) in _ITEM_MODELS.items()
+        ]
+        result: dict[str, dict[str, str]] = {str(item_type): {} for item_type in ItemType}
+        for item_type, planning_id, linear_id in parts[0].union(*parts[1:], all=True):
+            result[item_type][planning_id] = linear_id
+        return result
+
+    async def aid_map(self) -> dict[str, dict[str, str]]:
+        """Async twin of :meth:`id_map`."""
+        return await sync_to_async(self.id_map)()
+
+
+class AppendOnlyError(PermissionDenied):
+    """An update or delete of a :class:`SessionMessage`: a session's messages are append-only."""
+
+
+class SessionMessageLevel(models.TextChoices):
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class SessionMessageQuerySet(models.QuerySet["SessionMessage"]):
+    """A session's warnings and errors. ``update()`` and ``delete()`` refuse: the list is append-only.
+
+    (Deleting a session still deletes its messages: Django's collector does not go through here.)
+    """
+
+    def update(self, **kwargs: Any) -> int:
+        """Refused: session messages are append-only."""
+        raise AppendOnlyError("Planning session messages are append-only: they cannot be updated.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        """Refused: session messages are append-only."""
+        raise AppendOnlyError("Planning session messages are append-only: they cannot be deleted.")
+
+    def newest_first(self) -> SessionMessageQuerySet:
+        """Newest first; the id breaks ties between messages of the same instant."""
+        return self.order_by("-created_at", "-id")
+
+    def warnings(self) -> SessionMessageQuerySet:
+        """Only warnings."""
+        return self.filter(level=SessionMessageLevel.WARNING)
+
+    def errors(self) -> SessionMessageQuerySet:
+        """Only errors (fatal and not)."""
+        return self.filter(level=SessionMessageLevel.ERROR)
+
+    def for_attempt(self, attempt: int) -> SessionMessageQuerySet:
+        """The messages of one attempt (1 for the first run, 2 after one retry, ...)."""
+        if isinstance(attempt, bool) or not isinstance(attempt, int):
+            raise ValueError(f"attempt must be an integer, not {type(attempt).__name__}.")
+        return self.filter(attempt=attempt)
+
+
+class SessionMessage(models.Model):
+    """A warning or error a planning session recorded (the old session manager's two lists).
+
+    Append-only: ``save()`` of an existing entry, ``delete()`` and the queryset's ``update()`` and
+    ``delete()`` raise :class:`AppendOnlyError`.
+    """
+
+    Level = SessionMessageLevel
+
+    planning_session = models.ForeignKey(
+        PlanningSession, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    level = models.CharField(max_length=10, choices=Level.choices)
+    message = models.TextField()
+    code = models.CharField(max_length=MAX_CODE_LENGTH, blank=True, default="")
+    details = models.JSONField(null=True, blank=True)
+    fatal = models.BooleanField(default=False, help_text="This error failed the session.")
+    attempt = models.PositiveIntegerField(default=1, help_text="The session's attempt it belongs to.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = SessionMessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            _in_choices("level", SessionMessageLevel, "planning_sessionmessage_level_valid"),
+            _not_empty("message", "planning_sessionmessage_message_not_empty"),
+            models.CheckConstraint(
+                condition=Q(fatal=False) | Q(level=SessionMessageLevel.ERROR),
+                name="planning_sessionmessage_fatal_is_error",
+            ),
+            models.CheckConstraint(
+                condition=Q(attempt__gte=1), name="planning_sessionmessage_attempt_from_1"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["planning_session", "-created_at", "-id"], name="planning_sessionmsg_new_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        code = f" [{self.code}]" if self.code else ""
+        return f"{self.level}{code}: {self.message[:80]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Insert only: an existing entry cannot be changed."""
+        if not self._state.adding:
+            raise AppendOnlyError("Planning session messages are append-only: they cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Refused: session messages are append-only."""
+        raise AppendOnlyError("Planning session messages are append-only: they cannot be deleted.")
+
+
+def clean_json_value(value: Any, name: str, *, max_length: int = MAX_ERROR_LENGTH) -> Any:
+    """Return ``value`` if it is storable JSON of at most ``max_length`` characters, else raise.
+
+    Refused (``ValidationError`` naming ``name``): what ``json`` cannot serialise, NaN and infinities,
+    NUL characters (PostgreSQL's ``jsonb`` refuses them) and values too long once serialised.
+    """
+    try:
+        dumped = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{name} is not valid JSON: {exc}.", code="invalid_json") from exc
+    except RecursionError as exc:
+        raise ValidationError(f"{name} is nested too deeply.", code="invalid_json") from exc
+    if "\\u0000" in dumped and _JSON_NUL_ESCAPE.search(dumped):
+        raise ValidationError(f"{name} must not contain NUL characters.", code="invalid_json")
+    if len(dumped) > max_length:
+        raise ValidationError(
+            f"{name} is {len(dumped)} characters long as JSON; at most {max_length} are allowed.",
+            code="max_length",
+        )
+    return value
+
+
+def clean_details(value: Any) -> Any:
+    """Return a warning's or error's ``details`` (any JSON value, or ``None``) if it can be stored."""
+    if value is None:
+        return None
+    return clean_json_value(value, "details")
 
 
 # --- what a session produced -----------------------------------------------------------------------
 
 
+class Priority(models.IntegerChoices):
+    """Linear's issue priorities (0 none, 1 urgent … 4 low)."""
+
+    NONE = 0, "No priority"
+    URGENT = 1, "Urgent"
+    HIGH = 2, "High"
+    MEDIUM = 3, "Medium"
+    LOW = 4, "Low"
+
+
+def _planning_id_field() -> models.CharField:
+    return models.CharField(
+        "planning id",
+        max_length=MAX_IDENTIFIER_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The item's id in the parsed Confluence document (the old parser's id).",
+    )
+
+
+def _labels_field() -> models.JSONField:
+    return models.JSONField(
+        default=list, db_default=[], blank=True, help_text="Label names, a list of strings."
+    )
+
+
+def _attributes_field() -> models.JSONField:
+    return models.JSONField(
+        default=dict, db_default={}, blank=True, help_text="The parser's other attributes."
+    )
+
+
+def _unique_planning_id(parent: str, name: str) -> models.UniqueConstraint:
+    return models.UniqueConstraint(fields=[parent, "planning_id"], condition=~Q(planning_id=""), name=name)
+
+
+def _optional_between(field: str, low: int, high: int, name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__gte": low, f"{field}__lte": high}),
+        name=name,
+    )
+
+
+class Epic(TimestampedModel):
+    """An epic a session produced: the top of the parsed hierarchy (features may sit under one)."""
+
+    planning_session = models.ForeignKey(
+        PlanningSession, on_delete=models.CASCADE, related_name="epics", db_index=False
+    )
+    epic_id = _id_field("Linear epic id")
+    planning_id = _planning_id_field()
+    title = models.CharField(max_length=MAX_TITLE_LENGTH)
+    description = models.TextField(blank=True, default="")
+    labels = _labels_field()
+    attributes = _attributes_field()
+
+    class Meta:
+        ordering = ["planning_session_id", "epic_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["planning_session", "epic_id"], name="planning_epic_session_id_uniq"
+            ),
+            _unique_planning_id("planning_session", "planning_epic_session_planning_id_uniq"),
+            _not_empty("epic_id", "planning_epic_epic_id_not_empty"),
+            _not_empty("title", "planning_epic_title_not_empty"),
+        ]
+        indexes = [models.Index(fields=["epic_id"], name="planning_epic_linear_id_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.epic_id}: {self.title}"
+
+
 class Feature(TimestampedModel):
     """A feature the agent parsed from the page and created in Linear (old ``planning_features``)."""
+
+    Priority = Priority
 
     # The (session, feature_id) unique index serves lookups by session.
     planning_session = models.ForeignKey(
         PlanningSession, on_delete=models.CASCADE, related_name="features", db_index=False
     )
+    epic = models.ForeignKey(Epic, on_delete=models.SET_NULL, null=True, blank=True, related_name="features")
     feature_id = _id_field("Linear feature id")
+    planning_id = _planning_id_field()
     title = models.CharField(max_length=MAX_TITLE_LENGTH)
     description = models.TextField(blank=True, default="")
+    story_points = models.PositiveSmallIntegerField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, null=True, blank=True)
+    acceptance_criteria = models.JSONField(
+        default=list, db_default=[], blank=True, help_text="A list of strings."
+    )
+    labels = _labels_field()
+    attributes = _attributes_field()
 
     class Meta:
         ordering = ["planning_session_id", "feature_id"]
@@ -528,8 +951,11 @@ class Feature(TimestampedModel):
             models.UniqueConstraint(
                 fields=["planning_session", "feature_id"], name="planning_feature_session_id_uniq"
             ),
+            _unique_planning_id("planning_session", "planning_feature_session_planning_id_uniq"),
             _not_empty("feature_id", "planning_feature_feature_id_not_empty"),
             _not_empty("title", "planning_feature_title_not_empty"),
+            _optional_between("story_points", 0, MAX_STORY_POINTS, "planning_feature_story_points_range"),
+            _optional_between("priority", 0, 4, "planning_feature_priority_0_4"),
         ]
         indexes = [models.Index(fields=["feature_id"], name="planning_feature_linear_id_idx")]
 
@@ -540,12 +966,22 @@ class Feature(TimestampedModel):
 class Story(TimestampedModel):
     """A story of a feature (old ``planning_stories``)."""
 
+    Priority = Priority
+
     planning_feature = models.ForeignKey(
         Feature, on_delete=models.CASCADE, related_name="stories", db_index=False
     )
     story_id = _id_field("Linear story id")
+    planning_id = _planning_id_field()
     title = models.CharField(max_length=MAX_TITLE_LENGTH)
     description = models.TextField(blank=True, default="")
+    story_points = models.PositiveSmallIntegerField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, null=True, blank=True)
+    acceptance_criteria = models.JSONField(
+        default=list, db_default=[], blank=True, help_text="A list of strings."
+    )
+    labels = _labels_field()
+    attributes = _attributes_field()
 
     class Meta:
         verbose_name_plural = "stories"
@@ -554,8 +990,12 @@ class Story(TimestampedModel):
             models.UniqueConstraint(
                 fields=["planning_feature", "story_id"], name="planning_story_feature_id_uniq"
             ),
+            # Unique per feature here; per session (across features) the service keeps it.
+            _unique_planning_id("planning_feature", "planning_story_feature_planning_id_uniq"),
             _not_empty("story_id", "planning_story_story_id_not_empty"),
             _not_empty("title", "planning_story_title_not_empty"),
+            _optional_between("story_points", 0, MAX_STORY_POINTS, "planning_story_story_points_range"),
+            _optional_between("priority", 0, 4, "planning_story_priority_0_4"),
         ]
         indexes = [models.Index(fields=["story_id"], name="planning_story_linear_id_idx")]
 
@@ -582,10 +1022,21 @@ class Enabler(TimestampedModel):
     planning_session = models.ForeignKey(
         PlanningSession, on_delete=models.CASCADE, related_name="enablers", db_index=False
     )
+    planning_feature = models.ForeignKey(
+        Feature,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="enablers",
+        help_text="The feature the enabler belongs to; empty for a session-level enabler.",
+    )
     enabler_id = _id_field("Linear enabler id")
+    planning_id = _planning_id_field()
     title = models.CharField(max_length=MAX_TITLE_LENGTH)
     description = models.TextField(blank=True, default="")
     enabler_type = models.CharField(max_length=20, choices=Type.choices)
+    labels = _labels_field()
+    attributes = _attributes_field()
 
     class Meta:
         ordering = ["planning_session_id", "enabler_id"]
@@ -593,6 +1044,7 @@ class Enabler(TimestampedModel):
             models.UniqueConstraint(
                 fields=["planning_session", "enabler_id"], name="planning_enabler_session_id_uniq"
             ),
+            _unique_planning_id("planning_session", "planning_enabler_session_planning_id_uniq"),
             _not_empty("enabler_id", "planning_enabler_enabler_id_not_empty"),
             _not_empty("title", "planning_enabler_title_not_empty"),
             _in_choices("enabler_type", EnablerType, "planning_enabler_type_valid"),
@@ -610,3 +1062,33 @@ class Enabler(TimestampedModel):
     def normalise_type(value: str) -> str:
         """Map the old vocabularies' spellings (``Technical Debt``, ``technical-debt``) to a value."""
         return "_".join(value.strip().lower().replace("-", " ").split())
+
+
+class ItemType(models.TextChoices):
+    """The kinds of planning item the id map knows (the old session manager's result maps)."""
+
+    EPIC = "epic", "Epic"
+    FEATURE = "feature", "Feature"
+    STORY = "story", "Story"
+    ENABLER = "enabler", "Enabler"
+
+
+#: item type → (model, Linear id field, lookup from the model to its session's pk)
+_ITEM_MODELS: dict[str, tuple[type[models.Model], str, str]] = {
+    ItemType.EPIC: (Epic, "epic_id", "planning_session"),
+    ItemType.FEATURE: (Feature, "feature_id", "planning_session"),
+    ItemType.STORY: (Story, "story_id", "planning_feature__planning_session"),
+    ItemType.ENABLER: (Enabler, "enabler_id", "planning_session"),
+}
+
+
+def _item_model(item_type: Any) -> tuple[type[models.Model], str, str]:
+    if not isinstance(item_type, str):
+        raise ValueError(f"item_type must be a string, not {type(item_type).__name__}.")
+    try:
+        return _ITEM_MODELS[item_type]
+    except KeyError:
+        raise ValidationError(
+            f"item_type must be one of {', '.join(ItemType.values)} (got {item_type!r}).",
+            code="invalid_choice",
+        ) from None

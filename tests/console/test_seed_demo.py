@@ -87,6 +87,13 @@ def test_sessions_cover_every_status_with_their_results():
     assert list(PlanningSession.objects.in_progress().values_list("progress", flat=True)) == [65, 65, 65]
     failed = PlanningSession.objects.failed().first()
     assert failed.error.startswith("Confluence returned 404 for page ")
+    # Issue 21: a progress message, and the failed run's warning and error as its messages.
+    assert set(PlanningSession.objects.in_progress().values_list("progress_message", flat=True)) == {
+        "Creating stories in Linear"
+    }
+    assert [(m.level, m.code, m.fatal) for m in failed.messages.newest_first()] == [
+        ("error", "", True), ("warning", "missing_heading", False),
+    ]
 
 
 @pytest.mark.django_db

@@ -23,6 +23,7 @@ from legacy.services import LegacyImportError, import_legacy
 from legacy.sources import PostgresSource
 from planning.models import (
     Enabler,
+    Epic,
     Feature,
     PIFeature,
     PIObjective,
@@ -249,6 +250,8 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape, clock):
             "status": "processing",
             "progress": 0,
             "error": "",
+            "progress_message": "",
+            "attempt": 1,
             "created_at": aware(T0),
             "updated_at": aware(T1),
         },
@@ -263,26 +266,50 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape, clock):
             "status": "completed",
             "progress": 100,
             "error": "",
+            "progress_message": "",
+            "attempt": 1,
             "created_at": aware(T1),
             "updated_at": aware(T1),
         },
     ]
+    # Session 7's old epic_id became an epic row (titled as the session, its times), its feature under it.
+    epic = Epic.objects.get()
+    assert list(Epic.objects.values()) == [
+        {
+            "id": epic.pk,
+            "planning_session_id": 7,
+            "epic_id": "EPIC-7",
+            "planning_id": "",
+            "title": "Q2",
+            "description": "",
+            "labels": [],
+            "attributes": {},
+            "created_at": aware(T1),
+            "updated_at": aware(T1),
+        }
+    ]
+    no_details = {"planning_id": "", "story_points": None, "priority": None, "acceptance_criteria": [],
+                  "labels": [], "attributes": {}}
     assert list(Feature.objects.order_by("pk").values()) == [
         {
             "id": 10,
             "planning_session_id": 5,
+            "epic_id": None,
             "feature_id": "F-1",
             "title": "Login",
             "description": "Via SSO",
+            **no_details,
             "created_at": aware(T0),
             "updated_at": aware(T0),
         },
         {
             "id": 12,
             "planning_session_id": 7,
+            "epic_id": epic.pk,
             "feature_id": "F-2",
             "title": "Search",
             "description": "",
+            **no_details,
             "created_at": aware(T1),
             "updated_at": aware(T1),
         },
@@ -295,6 +322,7 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape, clock):
             "story_id": "S-1",
             "title": "Story 1",
             "description": "d1",
+            **no_details,
             "created_at": aware(T0),
             "updated_at": aware(T0),
         },
@@ -304,6 +332,7 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape, clock):
             "story_id": "S-2",
             "title": "Story 2",
             "description": "",
+            **no_details,
             "created_at": aware(T1),
             "updated_at": aware(T1),
         },
@@ -312,20 +341,28 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape, clock):
         {
             "id": 30,
             "planning_session_id": 5,
+            "planning_feature_id": None,
             "enabler_id": "E-1",
+            "planning_id": "",
             "title": "Upgrade DB",
             "description": "",
             "enabler_type": "technical_debt",
+            "labels": [],
+            "attributes": {},
             "created_at": aware(T0),
             "updated_at": aware(T0),
         },
         {
             "id": 31,
             "planning_session_id": 7,
+            "planning_feature_id": None,
             "enabler_id": "E-2",
+            "planning_id": "",
             "title": "Infra",
             "description": "x",
             "enabler_type": "infrastructure",
+            "labels": [],
+            "attributes": {},
             "created_at": aware(T1),
             "updated_at": aware(T1),
         },
@@ -529,6 +566,8 @@ def test_report_counts_every_table(second_shape):
         ("planning_features", "postgresql"): (3, 2, 1, 0, 0),
         ("planning_stories", "postgresql"): (3, 2, 1, 0, 0),
         ("planning_enablers", "postgresql"): (2, 2, 0, 0, 0),
+        # Session 7's epic_id: one epic row (the other session has none).
+        ("planning_sessions.epic_id", "postgresql"): (1, 1, 0, 0, 0),
         ("sync_state", "postgresql"): (1, 1, 0, 0, 0),
         ("sync_state", "sqlite"): (1, 1, 0, 0, 0),
         ("conflicts", "postgresql"): (4, 4, 0, 0, 0),
@@ -536,7 +575,7 @@ def test_report_counts_every_table(second_shape):
         ("sync_history", "postgresql"): (2, 2, 0, 0, 0),
         ("sync_history", "sqlite"): (1, 1, 0, 0, 0),
     }
-    assert ImportedRow.objects.count() == report.total("read") == 33
+    assert ImportedRow.objects.count() == report.total("read") == 34
     info = report.sources[0]
     assert info.sync_history_shape == "second"
     assert info.applied_migrations == [
@@ -660,7 +699,7 @@ def test_second_run_imports_nothing(second_shape):
     assert counts() == before
     assert report.total("imported") == 0
     assert report.total("merged") == 0
-    assert report.total("already") == report.total("read") == 33
+    assert report.total("already") == report.total("read") == 34
     assert report.organizations_created == 0
 
 
@@ -707,7 +746,7 @@ def test_dry_run_writes_nothing_but_reports_everything(second_shape):
     before = counts()
     report = import_legacy(source_url=old_db.url, sqlite_file=str(sqlite_path), dry_run=True)
     assert counts() == before == dict.fromkeys(before, 0)
-    assert report.total("imported") == 27
+    assert report.total("imported") == 28
     assert report.committed is False
     assert "Dry run" in report.as_text()
 
@@ -1062,6 +1101,7 @@ def test_only_the_tables_that_exist_are_imported(old_db):
         "planning_enablers",
         "planning_features",
         "planning_sessions",
+        "planning_sessions.epic_id",
         "planning_stories",
     ]
     assert LinearToken.objects.count() == 1

@@ -18,6 +18,7 @@ from django.db.models.query import QuerySet
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import LinearToken, Organization
+from planning import services as planning_services
 from planning.models import Enabler, Feature, PlanningSession, Story
 from planning.services import save_planning_result
 from sync.models import Conflict, ConflictResolution, SyncState
@@ -112,17 +113,18 @@ class Worker(threading.Thread):
 def test_killed_during_save_planning_result_writes_nothing_and_the_retry_works(monkeypatch):
     session = make_planning_session()
     inside = threading.Event()
-    original = QuerySet.bulk_create
+    original = planning_services._insert_new
 
-    def bulk_create_then_stall(self: QuerySet, objs: Any, *args: Any, **kwargs: Any) -> Any:
+    def insert_then_stall(model: Any, rows: Any) -> Any:
         # Features and stories are already inserted when the enablers' turn comes: stall there once.
-        if self.model is Enabler and not inside.is_set():
+        if model is Enabler and not inside.is_set():
             inside.set()
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_sleep(30)")
-        return original(self, objs, *args, **kwargs)
+        return original(model, rows)
 
-    monkeypatch.setattr(QuerySet, "bulk_create", bulk_create_then_stall)
+    # New rows go in through _insert_new (binary COPY on PostgreSQL), not bulk_create.
+    monkeypatch.setattr(planning_services, "_insert_new", insert_then_stall)
     call = lambda: save_planning_result(  # noqa: E731 - the same call twice
         PlanningSession.objects.get(pk=session.pk), features=FEATURES, enablers=ENABLERS
     )
