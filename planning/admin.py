@@ -9,6 +9,7 @@ its own page, where its stories are inline.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
@@ -264,7 +265,9 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
         """The error as stored, with anything that looks like a token redacted (it may quote one)."""
         return redact(session.error) or "—"
 
-    def get_fields(self, request: HttpRequest, obj: PlanningSession | None = None) -> list[str]:
+    def get_fields(
+        self, request: HttpRequest, obj: PlanningSession | None = None
+    ) -> list[str | Sequence[str]]:
         """The change page's fields; the retry button only for those who may change the session."""
         fields = list(super().get_fields(request, obj))
         if obj is None or not self.has_change_permission(request, obj):

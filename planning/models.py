@@ -688,7 +688,7 @@ class PlanningSession(TimestampedModel):
         model, linear_field, session_path = _item_model(item_type)
         planning_id = clean_identifier(planning_id, "planning_id")
         return (
-            model.objects.filter(**{session_path: self.pk}, planning_id=planning_id)
+            model._default_manager.filter(**{session_path: self.pk}, planning_id=planning_id)
             .values_list(linear_field, flat=True)
             .first()
         )
@@ -704,7 +704,7 @@ class PlanningSession(TimestampedModel):
         planning id (the flat shape, or rows imported from the old system) are not in it. One query.
         """
         parts = [
-            model.objects.filter(**{session_path: self.pk})
+            model._default_manager.filter(**{session_path: self.pk})
             .exclude(planning_id="")
             .order_by()
             .values_list(models.Value(str(item_type)), "planning_id", linear_field)

@@ -394,20 +394,20 @@ def _upsert(
     to_create: list[dict[str, Any]] = []
     to_update: list[Any] = []
     for parent_pk, linear_id, values in wanted:
-        row = existing.get((parent_pk, linear_id))
-        if row is None:
+        found = existing.get((parent_pk, linear_id))
+        if found is None:
             keys = {parent_attname: parent_pk, id_field: linear_id}
             to_create.append({**keys, **values, "created_at": now, "updated_at": now})
             pks[parent_pk, linear_id] = None
             continue
-        pks[parent_pk, linear_id] = row["pk"]
-        if all(row[name] == value for name, value in values.items()):
+        pks[parent_pk, linear_id] = found["pk"]
+        if all(found[name] == value for name, value in values.items()):
             continue
         to_update.append(
             model(
                 **{parent_attname: parent_pk, id_field: linear_id},
                 **values,
-                created_at=row["created_at"],
+                created_at=found["created_at"],
                 updated_at=now,
             )
         )
@@ -457,12 +457,13 @@ def _insert_new(model: type[models.Model], rows: list[dict[str, Any]]) -> list[i
     Django's (``IntegrityError``...), and the statement is logged like any query (query counts and
     ``connection.queries`` see it). Other engines: ``bulk_create``.
     """
-    connection = connections[model.objects.db]
+    manager = model._default_manager
+    connection = connections[manager.db]
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    types = [_COPY_TYPES.get(field.db_type(connection).split("(")[0]) for field in fields]
+    types = [_COPY_TYPES.get((field.db_type(connection) or "").split("(")[0]) for field in fields]
     # A column type this function does not know how to send (a field added later) takes the ORM path.
     if connection.vendor != "postgresql" or None in types:
-        return [row.pk for row in model.objects.bulk_create([model(**row) for row in rows])]
+        return [row.pk for row in manager.bulk_create([model(**row) for row in rows])]
     from psycopg.types.json import Jsonb  # PostgreSQL only
 
     attnames = [field.attname for field in fields]
