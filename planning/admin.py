@@ -267,7 +267,7 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
 
     def get_fields(
         self, request: HttpRequest, obj: PlanningSession | None = None
-    ) -> list[str | Sequence[str]]:
+    ) -> Sequence[str | Sequence[str]]:
         """The change page's fields; the retry button only for those who may change the session."""
         fields = list(super().get_fields(request, obj))
         if obj is None or not self.has_change_permission(request, obj):
