@@ -10,7 +10,8 @@ The public API mirrors the old TypeScript functions (see ``shared/legacy-schema.
 - ``recordSyncHistory`` / ``getSyncHistory`` → ``SyncHistory.objects.record`` / ``for_pair``.
 
 One module per concern: ``values`` (checks of stored JSON and ids), ``state``, ``conflicts`` (with the
-resolution log), ``history``, ``cache``. Import every public name from ``sync.models``.
+resolution log), ``history``, ``cache``,
+``directory`` (names of teams and pages). Import every public name from ``sync.models``.
 
 Timestamps default to ``timezone.now`` instead of ``auto_now``/``auto_now_add`` so that the legacy import
 can keep the old rows' times; the write methods here set ``updated_at`` themselves.
@@ -28,6 +29,14 @@ from sync.models.conflicts import (
     ResolutionAction,
     ResolutionStrategy,
     clean_resolution,
+)
+from sync.models.directory import (
+    ConfluencePage,
+    ConfluencePageManager,
+    ConfluencePageQuerySet,
+    LinearTeam,
+    LinearTeamManager,
+    LinearTeamQuerySet,
 )
 from sync.models.history import SyncHistory, SyncHistoryManager, SyncHistoryQuerySet
 from sync.models.state import SyncState, SyncStateManager, SyncStateQuerySet, SyncStatus
@@ -49,9 +58,15 @@ __all__ = [
     "ConflictQuerySet",
     "ConflictResolution",
     "ConflictResolutionQuerySet",
+    "ConfluencePage",
+    "ConfluencePageManager",
+    "ConfluencePageQuerySet",
     "LinearIssueCache",
     "LinearIssueCacheManager",
     "LinearIssueCacheQuerySet",
+    "LinearTeam",
+    "LinearTeamManager",
+    "LinearTeamQuerySet",
     "ResolutionAction",
     "ResolutionStrategy",
     "SyncHistory",

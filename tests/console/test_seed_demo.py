@@ -20,18 +20,27 @@ from planning.models import (
     ProgramIncrement,
     Story,
 )
-from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
+from sync.models import (
+    Conflict,
+    ConflictResolution,
+    ConfluencePage,
+    LinearIssueCache,
+    LinearTeam,
+    SyncHistory,
+    SyncState,
+)
 
 MODELS = [
     Organization, LinearToken, ConfluenceToken, ProgramIncrement, PIFeature, PIObjective, PIRisk,
     PlanningSession, Feature, Story, Enabler, Conflict, ConflictResolution, SyncState, SyncHistory,
-    LinearIssueCache,
+    LinearIssueCache, LinearTeam, ConfluencePage,
 ]
 
 EXPECTED_COUNTS = {
     "Organization": 3, "LinearToken": 3, "ConfluenceToken": 3, "ProgramIncrement": 9, "PIFeature": 12,
     "PIObjective": 9, "PIRisk": 9, "PlanningSession": 12, "Feature": 12, "Story": 24, "Enabler": 15,
     "Conflict": 23, "ConflictResolution": 11, "SyncState": 7, "SyncHistory": 42, "LinearIssueCache": 10,
+    "LinearTeam": 5, "ConfluencePage": 4,
 }
 
 
@@ -140,3 +149,23 @@ def test_refuses_with_debug_off(settings):
     assert Organization.objects.count() == 0
     call_command("seed_demo", "--allow-production", stdout=StringIO())
     assert Organization.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_the_directory_names_every_synced_team_and_page_and_items_carry_titles_and_links():
+    seed()
+    for state in SyncState.objects.select_related("organization"):
+        team = LinearTeam.objects.get(organization=state.organization, linear_team_id=state.linear_team_id)
+        page = ConfluencePage.objects.get(
+            organization=state.organization, confluence_page_id=state.confluence_page_id
+        )
+        assert team.name and team.key and not team.name.startswith(state.linear_team_id)
+        assert page.url.startswith("https://") and f"/pages/{state.confluence_page_id}/" in page.url
+    payments = LinearTeam.objects.get(key="PAY")
+    assert payments.name == "Payments"
+    assert payments.organization.name == "Northwind Traders (demo)"
+    for conflict in Conflict.objects.all():
+        data = conflict.linear_change["itemData"]
+        assert data["title"] and data["identifier"].split("-")[0] in {"NW", "PAY", "ROUTE", "WH", "CORE"}
+        assert data["url"] == f"https://linear.app/{data['url'].split('/')[3]}/issue/{data['identifier']}"
+    assert LinearIssueCache.objects.filter(issue_data__url__startswith="https://linear.app/").count() == 10
