@@ -16,7 +16,9 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.admin_widgets import SafeAutocompleteMixin, SafeManyToManyMixin
@@ -30,6 +32,7 @@ from accounts.models import (
     clean_token,
     status_for_expiry,
 )
+from config.display import when
 
 
 @admin.register(User)
@@ -114,7 +117,7 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     form = TokenReplaceForm
     list_select_related = ["organization"]
     autocomplete_fields = ["organization"]
-    list_filter = [ExpiryStateFilter]
+    list_filter = [ExpiryStateFilter, "organization"]
     # The model's token fields are never form fields: their values would end up in the page.
     exclude = ["access_token", "refresh_token"]
     readonly_fields = ["access_token_hint", "refresh_token_hint", "expiry_state", "created_at", "updated_at"]
@@ -133,9 +136,41 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     def expiry_state(self, obj: OAuthToken) -> str:
         return obj.status().label if obj.pk else "—"
 
-    @admin.display(description="owner", ordering="organization__linear_id")
+    @admin.display(description="organization", ordering="organization__name")
     def owner(self, obj: OAuthToken) -> str:
-        return str(obj.organization)
+        """The organization's name, its Linear id on hover."""
+        return format_html('<span title="{}">{}</span>', obj.organization.linear_id, obj.organization)
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires(self, obj: OAuthToken) -> str:
+        """``expires_at`` in the console's date format."""
+        return when(obj.expires_at)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: OAuthToken) -> str:
+        """``updated_at`` in the console's date format."""
+        return when(obj.updated_at)
+
+    def _titled(self, request: HttpRequest, object_id: str | None, extra_context: dict | None) -> dict:
+        """Page title by organization name ("Linear token of Northwind Traders"), not by a Linear id."""
+        obj = self.get_object(request, object_id) if object_id else None
+        if obj is None:
+            return extra_context or {}
+        return {"subtitle": f"{self.opts.verbose_name} of {obj.organization}", **(extra_context or {})}
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The change page, titled by the organization's name."""
+        return super().change_view(
+            request, object_id, form_url, self._titled(request, object_id, extra_context)
+        )
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The history page, titled by the organization's name."""
+        return super().history_view(request, object_id, self._titled(request, object_id, extra_context))
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
         fieldsets = [
@@ -168,8 +203,8 @@ class LinearTokenAdmin(OAuthTokenAdmin):
         "access_token_hint",
         "refresh_token_hint",
         "expiry_state",
-        "expires_at",
-        "updated_at",
+        "expires",
+        "updated",
     ]
     search_fields = ["organization__linear_id", "organization__name", "app_user_id"]
     owner_fields = ["organization", "app_user_id", "scope"]
@@ -177,15 +212,15 @@ class LinearTokenAdmin(OAuthTokenAdmin):
 
 @admin.register(ConfluenceToken)
 class ConfluenceTokenAdmin(OAuthTokenAdmin):
+    # The cloud id (a UUID) is on the token's page: with it the list did not fit a laptop screen.
     list_display = [
         "owner",
-        "cloud_id",
         "site_url",
         "access_token_hint",
         "refresh_token_hint",
         "expiry_state",
-        "expires_at",
-        "updated_at",
+        "expires",
+        "updated",
     ]
     search_fields = ["organization__linear_id", "organization__name", "cloud_id", "site_url"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # Atlassian sites are https
@@ -194,9 +229,58 @@ class ConfluenceTokenAdmin(OAuthTokenAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["linear_id", "name", "linear_token_status", "confluence_token_status", "created_at"]
+    list_display = ["name_or_id", "linear_id", "linear_token_status", "confluence_token_status", "created"]
     search_fields = ["linear_id", "name"]
-    readonly_fields = ["linear_token_status", "confluence_token_status", "created_at", "updated_at"]
+    readonly_fields = [
+        "related_lists",
+        "linear_token_status",
+        "confluence_token_status",
+        "created_at",
+        "updated_at",
+    ]
+
+    fields = [
+        "linear_id",
+        "name",
+        "related_lists",
+        "linear_token_status",
+        "confluence_token_status",
+        "created_at",
+        "updated_at",
+    ]
+
+    #: (label, admin changelist URL name, query parameter naming the organization's key).
+    RELATED_LISTS = [
+        ("Linear token", "admin:accounts_lineartoken_changelist", "organization__id__exact"),
+        ("Confluence tokens", "admin:accounts_confluencetoken_changelist", "organization__id__exact"),
+        ("Program increments", "admin:planning_programincrement_changelist", "organization__id__exact"),
+        ("Planning sessions", "admin:planning_planningsession_changelist", "organization__id__exact"),
+        ("Sync states", "admin:sync_syncstate_changelist", "organization"),
+        ("Conflicts", "admin:sync_conflict_changelist", "organization"),
+        ("Sync history", "admin:sync_synchistory_changelist", "organization"),
+        ("Cached Linear issues", "admin:sync_linearissuecache_changelist", "organization"),
+    ]
+
+    @admin.display(description="name", ordering="name")
+    def name_or_id(self, obj: Organization) -> str:
+        """The name (the Linear id when it has none)."""
+        return str(obj)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Organization) -> str:
+        """``created_at`` in the console's date format."""
+        return when(obj.created_at)
+
+    @admin.display(description="this organization's")
+    def related_lists(self, obj: Organization) -> str:
+        """Links to the lists of the organization's tokens, planning and sync rows (filtered to it)."""
+        if obj.pk is None:
+            return "—"
+        return format_html_join(
+            " · ",
+            '<a href="{}?{}={}">{}</a>',
+            ((reverse(name), parameter, obj.pk, label) for label, name, parameter in self.RELATED_LISTS),
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         # Expiry dates come as subqueries: no token (ciphertext) is loaded to show a status.

@@ -17,3 +17,5 @@ class ConsoleConfig(AppConfig):
         admin.site.site_header = "Linear Planning Store"
         admin.site.site_title = "Linear Planning Store"
         admin.site.index_title = "Dashboard"
+        # "View site" led to "/", which only redirects back to the admin: there is no other site.
+        admin.site.site_url = None

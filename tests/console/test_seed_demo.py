@@ -31,16 +31,45 @@ from sync.models import (
 )
 
 MODELS = [
-    Organization, LinearToken, ConfluenceToken, ProgramIncrement, PIFeature, PIObjective, PIRisk,
-    PlanningSession, Feature, Story, Enabler, Conflict, ConflictResolution, SyncState, SyncHistory,
-    LinearIssueCache, LinearTeam, ConfluencePage,
+    Organization,
+    LinearToken,
+    ConfluenceToken,
+    ProgramIncrement,
+    PIFeature,
+    PIObjective,
+    PIRisk,
+    PlanningSession,
+    Feature,
+    Story,
+    Enabler,
+    Conflict,
+    ConflictResolution,
+    SyncState,
+    SyncHistory,
+    LinearIssueCache,
+    LinearTeam,
+    ConfluencePage,
 ]
 
 EXPECTED_COUNTS = {
-    "Organization": 3, "LinearToken": 3, "ConfluenceToken": 3, "ProgramIncrement": 9, "PIFeature": 12,
-    "PIObjective": 9, "PIRisk": 9, "PlanningSession": 12, "Feature": 12, "Story": 24, "Enabler": 15,
-    "Conflict": 23, "ConflictResolution": 11, "SyncState": 7, "SyncHistory": 42, "LinearIssueCache": 10,
-    "LinearTeam": 5, "ConfluencePage": 4,
+    "Organization": 3,
+    "LinearToken": 3,
+    "ConfluenceToken": 3,
+    "ProgramIncrement": 9,
+    "PIFeature": 12,
+    "PIObjective": 9,
+    "PIRisk": 9,
+    "PlanningSession": 12,
+    "Feature": 12,
+    "Story": 24,
+    "Enabler": 15,
+    "Conflict": 23,
+    "ConflictResolution": 11,
+    "SyncState": 7,
+    "SyncHistory": 42,
+    "LinearIssueCache": 10,
+    "LinearTeam": 5,
+    "ConfluencePage": 4,
 }
 
 
@@ -82,16 +111,18 @@ def test_second_run_adds_nothing_and_is_cheap(django_assert_max_num_queries):
 @pytest.mark.django_db
 def test_sessions_cover_every_status_with_their_results():
     seed()
-    by_status = dict(
-        PlanningSession.objects.values_list("status").annotate(n=Count("id")).order_by("status")
-    )
+    by_status = dict(PlanningSession.objects.values_list("status").annotate(n=Count("id")).order_by("status"))
     assert by_status == {"completed": 3, "failed": 3, "pending": 3, "processing": 3}
     completed = PlanningSession.objects.completed().first()
     assert completed.progress == 100
     assert completed.features.count() == 3
     assert Story.objects.filter(planning_feature__planning_session=completed).count() == 7
     assert sorted(completed.enablers.values_list("enabler_type", flat=True)) == [
-        "architecture", "compliance", "exploration", "infrastructure", "technical_debt",
+        "architecture",
+        "compliance",
+        "exploration",
+        "infrastructure",
+        "technical_debt",
     ]
     assert list(PlanningSession.objects.in_progress().values_list("progress", flat=True)) == [65, 65, 65]
     failed = PlanningSession.objects.failed().first()
@@ -130,7 +161,10 @@ def test_conflicts_are_realistic_and_counts_consistent():
     assert story.differing_field_count == 5
     assert story.linear_change["itemData"]["assignee"]["name"] == "Zoë Åkesson"
     assert sorted(Conflict.objects.values_list("item_type", flat=True).distinct()) == [
-        "enabler", "epic", "feature", "story",
+        "enabler",
+        "epic",
+        "feature",
+        "story",
     ]
     # The sync app's per-pair counter agrees with the conflicts.
     for state in SyncState.objects.all():
