@@ -1046,12 +1046,13 @@ class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAd
 class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every (page, team) pair: when it last synced, its status and its unresolved conflicts."""
 
+    # The date is the link to the state's page: the other columns hold links of their own.
     list_display = [
+        "last_synced",
         "page",
         "team",
         "organization_name",
         "status",
-        "last_synced",
         "unresolved_conflicts",
     ]
     list_filter = [OrganizationFilter, "status", ("last_synced_at", admin.DateFieldListFilter)]
