@@ -1211,11 +1211,34 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
         "confluence_changes",
         "conflicts_detected",
         "conflicts_resolved",
-        "direction",
-        "deleted_issues",
-        "synced_at",
+        "imported_direction",
+        "imported_deletions",
+        "synced",
     ]
     fields = readonly_fields
+
+    #: Above the list: what a sync run is, in the operator's words (the model's help texts speak of the
+    #: old system's tables).
+    LIST_SUBTITLE = (
+        "Each row is one run of the agent between a Confluence page and a Linear team: when it ran, "
+        "what it created and updated on each side, how many conflicts it found and resolved, and, for a "
+        "failed run, the error it stopped on. Open a run to see every counter and the whole error."
+    )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The list, titled "Sync history" and explained in one sentence."""
+        extra_context = {"title": "Sync history", "list_intro": self.LIST_SUBTITLE, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="sync direction (runs imported from the old system only)")
+    def imported_direction(self, entry: SyncHistory) -> str:
+        """The old system's direction setting of the run, "—" for runs of this system."""
+        return entry.direction or "—"
+
+    @admin.display(description="issues deleted (runs imported from the old system only)")
+    def imported_deletions(self, entry: SyncHistory) -> str:
+        """Deleted issues as the old system counted them, "—" where it did not."""
+        return "—" if entry.deleted_issues is None else str(entry.deleted_issues)
 
     @admin.display(description="synced at", ordering="synced_at")
     def synced(self, entry: SyncHistory) -> str:

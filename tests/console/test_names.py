@@ -384,3 +384,14 @@ def test_planning_lists_have_an_organization_column_and_filter(su_client):
 def test_view_site_link_is_hidden(su_client):
     html = su_client.get(reverse("admin:index")).content.decode()
     assert "View site" not in html
+
+
+def test_sync_history_speaks_the_operators_words(su_client):
+    entry = make_sync_history(success=False, error="timeout", direction="", deleted_issues=None)
+    html = su_client.get(reverse("admin:sync_synchistory_changelist")).content.decode()
+    assert "<title>Sync history |" in html
+    assert '<p class="list-intro"' in html and "one run of the agent between a Confluence page" in html
+    assert "Confluence page title, Linear team name or key" in html  # the search help
+    detail = su_client.get(reverse("admin:sync_synchistory_change", args=[entry.pk])).content.decode()
+    assert "Sync direction (runs imported from the old system only)" in detail
+    assert "sync_configs" not in detail and "first-shape" not in detail
