@@ -395,3 +395,24 @@ def test_sync_history_speaks_the_operators_words(su_client):
     detail = su_client.get(reverse("admin:sync_synchistory_change", args=[entry.pk])).content.decode()
     assert "Sync direction (runs imported from the old system only)" in detail
     assert "sync_configs" not in detail and "first-shape" not in detail
+
+
+def test_review_page_header_names_item_organization_page_and_team(su_client):
+    org = make_organization(name="Northwind")
+    conflict_id = named_conflict(org, 1)
+    html = su_client.get(reverse("admin:sync_conflict_change", args=[conflict_id])).content.decode()
+    assert (
+        '<dd id="conflict-item"><strong>Checkout step 1</strong> story <a href="https://linear.app/a/1" '
+        'target="_blank" rel="noopener noreferrer" title="Open in Linear (item-1)">PAY-401</a></dd>'
+    ) in html
+    assert f'title="{org.linear_id}">Northwind</a></dd>' in html
+    assert 'title="page-1">Page 1</a></dd>' in html
+    assert '<dd id="conflict-team"><span title="team-1">Team 1 (K1)</span></dd>' in html
+
+
+def test_review_page_header_falls_back_to_ids(su_client):
+    make_conflict(id="conflict-x", item_id="x", confluence_page_id="163841", linear_team_id="team-z")
+    html = su_client.get(reverse("admin:sync_conflict_change", args=["conflict-x"])).content.decode()
+    assert '<dd id="conflict-page">163841</dd>' in html
+    assert '<dd id="conflict-team">team-z</dd>' in html
+    assert '<dd id="conflict-organization">—</dd>' in html
