@@ -43,9 +43,13 @@ VIEWS = [
     ("search: title words 'checkout redesign'", "?q=checkout+redesign"),
     ("search: team name 'Payments'", "?q=Payments"),
     ("search: id fragment 'ISS-98765'", "?q=ISS-98765"),
+    # The worst case: a team whose conflicts are all resolved, searched in the default (unresolved)
+    # view. The planner expects many matches and walks the date index; nothing matches.
+    ("search: team with only resolved conflicts", "?q=Legacy+Imports"),
 ]
 
-#: Title words: 20 x 25 combinations, so a two-word search matches one conflict in 500.
+#: Title words: 20 x 25 combinations, so a two-word search matches one conflict in 500 (not aligned
+#: with the resolved ones, every 10th).
 TITLE_FIRST = [
     "Checkout", "Payment", "Search", "Login", "Invoice", "Shipping", "Refund", "Catalog", "Cart", "Profile",
     "Onboarding", "Billing", "Export", "Import", "Reporting", "Inventory", "Pricing", "Coupon", "Review",
@@ -56,11 +60,11 @@ TITLE_SECOND = [
     "caching", "pagination", "validation", "logging", "alerts", "rollout", "cleanup", "metrics", "tests",
     "permissions", "dark mode", "webhooks", "rate limits", "backfill", "search", "filters", "emails",
 ]  # fmt: skip
-#: The directory's team names of team-0 .. team-19.
+#: The directory's team names of team-0 .. team-20.
 TEAM_NAMES = [
     "Payments", "Storefront", "Routing", "Warehouse", "Core Banking", "Identity", "Search", "Mobile",
     "Growth", "Platform", "Data", "Billing", "Support Tools", "Checkout", "Catalog", "Logistics", "Fraud",
-    "Notifications", "Partners", "Design System",
+    "Notifications", "Partners", "Design System", "Legacy Imports",
 ]  # fmt: skip
 
 #: One statement that writes conflicts n = %(start)s .. %(stop)s; every 10th is resolved; 100 pages,
@@ -74,20 +78,22 @@ INSERT INTO sync_conflict (
 SELECT
     'conflict-ISS-' || n,
     'page-' || (n %% 100),
-    'team-' || (n %% 20),
+    -- Teams cut across the resolved rows (every 10th); team-20 holds only resolved conflicts
+    -- (one in 30 above n = 5000: the tests' small tables keep their shape).
+    CASE WHEN n %% 30 = 0 AND n > 5000 THEN 'team-20' ELSE 'team-' || ((n / 10) %% 20) END,
     jsonb_build_object(
         'id', 'linear-change-ISS-' || n, 'type', 'updated', 'source', 'linear', 'itemType', 'story',
         'itemId', 'ISS-' || n, 'timestamp', 1767225600000 + n * 1000,
-        'itemData', jsonb_build_object('title', (%(first)s::text[])[1 + n %% 20] || ' '
-                                                || (%(second)s::text[])[1 + (n / 20) %% 25] || ' #' || n,
+        'itemData', jsonb_build_object('title', (%(first)s::text[])[1 + (n / 7) %% 20] || ' '
+                                                || (%(second)s::text[])[1 + (n / 140) %% 25] || ' #' || n,
                                        'identifier', 'PAY-' || n, 'estimate', n %% 8,
                                        'description', repeat('Linear text. ', 25),
                                        'labels', jsonb_build_array('a', 'b'))),
     jsonb_build_object(
         'id', 'confluence-change-ISS-' || n, 'type', 'updated', 'source', 'confluence',
         'itemType', 'story', 'itemId', 'ISS-' || n, 'timestamp', 1767225600000 + n * 1000 + 5,
-        'itemData', jsonb_build_object('title', (%(first)s::text[])[1 + n %% 20] || ' '
-                                                || (%(second)s::text[])[1 + (n / 20) %% 25] || ' #' || n
+        'itemData', jsonb_build_object('title', (%(first)s::text[])[1 + (n / 7) %% 20] || ' '
+                                                || (%(second)s::text[])[1 + (n / 140) %% 25] || ' #' || n
                                                 || ' (edited)',
                                        'identifier', 'PAY-' || n, 'estimate', n %% 5,
                                        'description', repeat('Confluence text. ', 20),
