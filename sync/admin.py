@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from django.contrib import admin, messages
@@ -460,6 +461,20 @@ class SyncOutcomeFilter(admin.SimpleListFilter):
         if self.value() == "succeeded":
             return queryset.filter(success=True)
         return queryset
+
+
+class ResolutionOrganizationFilter(OrganizationFilter):
+    """Log entries whose conflict's (page, team) belongs to the organization."""
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Entries of conflicts of the selected organization's pairs."""
+        if self.value() is None:
+            return queryset
+        pk = self.organization_pk()
+        if pk is None:
+            return queryset.none()
+        conflicts = PairOrganizationFilter.queryset(self, request, Conflict.objects.all()).values("pk")
+        return queryset.filter(conflict_id__in=conflicts)
 
 
 # --- Conflict ------------------------------------------------------------------------------------
@@ -1008,8 +1023,9 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
 class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """The append-only resolution log, read-only."""
 
-    list_display = ["at", "conflict_link", "action", "strategy", "by"]
-    list_filter = ["action", "strategy", ("at", admin.DateFieldListFilter)]
+    list_display = ["when", "conflict_link", "organization_name", "action", "strategy", "by"]
+    list_display_links = ["when"]
+    list_filter = [ResolutionOrganizationFilter, "action", "strategy", ("at", admin.DateFieldListFilter)]
     list_select_related = ["by"]
     search_fields = ["conflict_id"]
     exact_search_fields = ("conflict_id",)
@@ -1017,6 +1033,38 @@ class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAd
     ordering = ["-at", "-id"]
     fields = ["conflict_link", "action", "strategy", "by", "at", "resolved_change_pretty"]
     readonly_fields = fields
+
+    class Media:
+        css = LIST_CSS
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The changelist that names its rows."""
+        return NamedChangeList
+
+    def attach_row_names(self, rows: list[ConflictResolution]) -> None:
+        """Each entry's organization: its conflict's (page, team) and that pair's sync state (two
+        queries). An entry whose conflict was deleted since has none."""
+        pairs = {
+            pk: (page, team)
+            for pk, page, team in Conflict.objects.filter(
+                pk__in={row.conflict_id for row in rows}
+            ).values_list("pk", "confluence_page_id", "linear_team_id")
+        }
+        by_pair = organizations_of_pairs(
+            SimpleNamespace(confluence_page_id=page, linear_team_id=team) for page, team in pairs.values()
+        )
+        for row in rows:
+            row.organization_of_conflict = by_pair.get(pairs.get(row.conflict_id, ("", "")))
+
+    @admin.display(description="at", ordering="at")
+    def when(self, entry: ConflictResolution) -> str:
+        """``at`` in the console's date format."""
+        return when(entry.at)
+
+    @admin.display(description="organization")
+    def organization_name(self, entry: ConflictResolution) -> str:
+        """The organization of the entry's conflict (none once the conflict is deleted)."""
+        return organization_html(getattr(entry, "organization_of_conflict", None))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         """Entries without their JSON on the list; the detail page loads it."""

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Organization
-from sync.models import ConfluencePage, LinearTeam, SyncState
+from sync.models import Conflict, ConfluencePage, LinearTeam, SyncState
 from tests.factories import (
     make_change,
     make_conflict,
@@ -416,3 +416,17 @@ def test_review_page_header_falls_back_to_ids(su_client):
     assert '<dd id="conflict-page">163841</dd>' in html
     assert '<dd id="conflict-team">team-z</dd>' in html
     assert '<dd id="conflict-organization">—</dd>' in html
+
+
+def test_resolution_log_names_the_organization_and_filters_by_it(su_client):
+    a, b = make_organization(name="Alpha"), make_organization(name="Beta")
+    Conflict.objects.get(pk=named_conflict(a, 1)).resolve("linear")
+    Conflict.objects.get(pk=named_conflict(b, 2)).resolve("confluence")
+    make_conflict(id="orphan").resolve("linear")
+    url = reverse("admin:sync_conflictresolution_changelist")
+    html = su_client.get(url).content.decode()
+    names = [re.sub(r"<[^>]+>", "", cell) for cell in cells(html, "organization_name")]
+    assert names == ["—", "Beta", "Alpha"]
+    entries = su_client.get(url, {"organization": a.pk}).context["cl"].result_list
+    assert [entry.conflict_id for entry in entries] == ["conflict-item-1"]
+    assert re.search(r'<th class="field-when"><a href="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d UTC</a></th>', html)
