@@ -238,3 +238,36 @@ def test_async_twins_write_like_the_sync_methods():
     assert teams_of("org-a") == [("t1", "PAY", "Payments")]
     assert LinearTeam.objects.get().updated_at == AT
     assert list(ConfluencePage.objects.values_list("title", "space")) == [("Roadmap", "PAY")]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_upserts_of_overlapping_teams_neither_deadlock_nor_lose_a_team():
+    """16 workers upsert the same 50 teams in different orders (each with its own name for them) and a
+    team of their own, for a new organization: every call succeeds, one row per team, no deadlock
+    (rows are written sorted by id) and no duplicate organization."""
+    from django.db import connection
+
+    from tests.reliability.concurrency import assert_no_errors, run_together
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only; runs in the PostgreSQL pass of make test")
+    shared = [f"team-{n:02}" for n in range(50)]
+
+    def work(i: int) -> int:
+        order = shared[i % 7 :] + shared[: i % 7]
+        order = order if i % 2 else list(reversed(order))
+        teams = [{"id": team, "key": "K", "name": f"written by {i}"} for team in order]
+        return LinearTeam.objects.upsert_many(
+            "org-race", [*teams, {"id": f"own-{i}", "key": "O", "name": "own"}]
+        )
+
+    outcomes = run_together(work)
+    assert_no_errors(outcomes)
+    assert [outcome.result for outcome in outcomes] == [51] * 16
+    assert Organization.objects.filter(linear_id="org-race").count() == 1
+    assert LinearTeam.objects.count() == 50 + 16
+    # Each shared team holds one writer's whole name, not a mix.
+    assert set(LinearTeam.objects.filter(linear_team_id__in=shared).values_list("name", flat=True)) <= {
+        f"written by {i}" for i in range(16)
+    }
