@@ -124,9 +124,38 @@ def _named_ids(term: str) -> tuple[list[str], list[str]]:
     return teams, pages
 
 
-def _pair_condition(term: str) -> Q:
-    """Rows whose team or page the directory names with ``term``; an empty ``Q`` matches nothing here."""
+#: At most this many named teams (and pages) are probed for rows in the list before the search.
+PROBE_LIMIT = 20
+
+
+def _present(queryset: QuerySet, field: str, ids: list[str]) -> list[str]:
+    """The ``ids`` that have at least one row in ``queryset`` (one ``LIMIT 1`` query each, up to
+    :data:`PROBE_LIMIT`; any beyond are kept unprobed).
+
+    A name whose rows are all outside the list (a team whose conflicts are all resolved, in the default
+    unresolved view) would make PostgreSQL expect many matches and walk the whole date index looking for
+    them; dropped here, the search is answered from its indexes.
+    """
+    # Ordered by the id's own column: PostgreSQL then reads that id's index entries (and stops at the
+    # first row in the list) instead of guessing a row will turn up soon in any order (exists() drops
+    # the ordering, and a wrong guess reads the table).
+    probed = [
+        value
+        for value in ids[:PROBE_LIMIT]
+        if list(queryset.filter(**{field: value}).order_by(field).values_list(field, flat=True)[:1])
+    ]
+    return probed + ids[PROBE_LIMIT:]
+
+
+def _pair_condition(term: str, queryset: QuerySet | None = None) -> Q:
+    """Rows whose team or page the directory names with ``term``; an empty ``Q`` matches nothing here.
+
+    With ``queryset`` (the list as filtered so far), names without rows in it are left out.
+    """
     teams, pages = _named_ids(term)
+    if queryset is not None:
+        teams = _present(queryset, "linear_team_id", teams)
+        pages = _present(queryset, "confluence_page_id", pages)
     condition = Q(pk__in=[])
     if teams:
         condition |= Q(linear_team_id__in=teams)
@@ -147,7 +176,7 @@ def search_conflicts(queryset: QuerySet, term: str) -> QuerySet:
     if not cleaned:
         return queryset
     ids = {cleaned} if cleaned.startswith("conflict-") else {cleaned, f"conflict-{cleaned}"}
-    condition = Q(pk__in=sorted(ids)) | Q(item_id=cleaned) | _pair_condition(cleaned)
+    condition = Q(pk__in=sorted(ids)) | Q(item_id=cleaned) | _pair_condition(cleaned, queryset)
     if len(cleaned) >= MIN_FRAGMENT_LENGTH:
         condition |= Q(Contains(SearchDocument(*CONFLICT_DOCUMENT), cleaned))
     return queryset.filter(condition)
@@ -160,7 +189,7 @@ def search_history(queryset: QuerySet, term: str) -> QuerySet:
         return queryset.none()
     if not cleaned:
         return queryset
-    condition = Q(confluence_page_id=cleaned) | Q(linear_team_id=cleaned) | _pair_condition(cleaned)
+    condition = Q(confluence_page_id=cleaned) | Q(linear_team_id=cleaned) | _pair_condition(cleaned, queryset)
     if len(cleaned) >= MIN_FRAGMENT_LENGTH:
         condition |= Q(Contains(SearchDocument(*HISTORY_DOCUMENT), cleaned))
     return queryset.filter(condition)

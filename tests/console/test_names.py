@@ -430,3 +430,22 @@ def test_resolution_log_names_the_organization_and_filters_by_it(su_client):
     entries = su_client.get(url, {"organization": a.pk}).context["cl"].result_list
     assert [entry.conflict_id for entry in entries] == ["conflict-item-1"]
     assert re.search(r'<th class="field-when"><a href="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d UTC</a></th>', html)
+
+
+def test_a_team_without_rows_in_the_view_is_left_out_of_the_search(su_client):
+    """A team whose conflicts are all resolved, searched among the unresolved ones: the name is probed
+    (LIMIT 1) and left out, so the list query is answered by the search indexes, not a walk of the table."""
+    org = make_organization()
+    Conflict.objects.get(pk=named_conflict(org, 1)).resolve("linear")
+    named_conflict(org, 2)
+    url = reverse("admin:sync_conflict_changelist")
+    with CaptureQueriesContext(connection) as queries:
+        response = su_client.get(url, {"q": "Team 1"})
+    assert list(response.context["cl"].result_list) == []
+    sqls = [q["sql"] for q in queries.captured_queries]
+    listing = [sql for sql in sqls if sql.startswith('SELECT "sync_conflict"."id"')]
+    assert listing and all("'team-1'" not in sql for sql in listing), listing
+    probes = [sql for sql in sqls if 'FROM "sync_conflict"' in sql and "'team-1'" in sql and "LIMIT 1" in sql]
+    assert len(probes) == 1
+    # In "All" the team has rows: it is searched.
+    assert [c.pk for c in listed(su_client, "conflict", q="Team 1", status="all")] == ["conflict-item-1"]
