@@ -17,7 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from accounts.admin_widgets import SafeAutocompleteMixin, SafeManyToManyMixin
@@ -32,6 +34,7 @@ from accounts.models import (
     clean_token,
     status_for_expiry,
 )
+from config.display import when
 
 
 @admin.register(User)
@@ -133,7 +136,7 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     form = TokenReplaceForm
     list_select_related = ["organization"]
     autocomplete_fields = ["organization"]
-    list_filter = [ExpiryStateFilter, ReauthorizationFilter]
+    list_filter = [ExpiryStateFilter, ReauthorizationFilter, "organization"]
     # The model's token fields are never form fields: their values would end up in the page.
     exclude = ["access_token", "refresh_token"]
     readonly_fields = [
@@ -164,12 +167,36 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     @admin.display(description="re-authorization", ordering="reauthorization_required_at")
     def reauthorization(self, obj: OAuthToken) -> str:
         """ "required since <when>" once the provider rejected the refresh token, else "—"."""
-        when = obj.reauthorization_required_at
-        return f"required since {when:%Y-%m-%d %H:%M} UTC" if when else "—"
+        required_at = obj.reauthorization_required_at
+        return f"required since {when(required_at)}" if required_at else "—"
 
-    @admin.display(description="owner", ordering="organization__linear_id")
+    @admin.display(description="organization", ordering="organization__name")
     def owner(self, obj: OAuthToken) -> str:
-        return str(obj.organization)
+        """The organization's name, its Linear id on hover."""
+        return format_html('<span title="{}">{}</span>', obj.organization.linear_id, obj.organization)
+
+    @admin.display(description="expires", ordering="expires_at")
+    def expires(self, obj: OAuthToken) -> str:
+        """``expires_at`` in the console's date format."""
+        return when(obj.expires_at)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: OAuthToken) -> str:
+        """``updated_at`` in the console's date format."""
+        return when(obj.updated_at)
+
+    def _titled(self, request: HttpRequest, object_id: str | None, extra_context: dict | None) -> dict:
+        """Page title by organization name ("Linear token of Northwind Traders"), not by a Linear id."""
+        obj = self.get_object(request, object_id) if object_id else None
+        if obj is None:
+            return extra_context or {}
+        return {"subtitle": f"{self.opts.verbose_name} of {obj.organization}", **(extra_context or {})}
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The history page, titled by the organization's name."""
+        return super().history_view(request, object_id, self._titled(request, object_id, extra_context))
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = [
@@ -206,7 +233,10 @@ class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
-        return super().change_view(request, object_id, form_url, extra_context)
+        """The change page, titled by the organization's name."""
+        return super().change_view(
+            request, object_id, form_url, self._titled(request, object_id, extra_context)
+        )
 
     @sensitive_variables("value")
     def save_model(self, request: HttpRequest, obj: OAuthToken, form: forms.ModelForm, change: bool) -> None:
@@ -225,9 +255,9 @@ class LinearTokenAdmin(OAuthTokenAdmin):
         "access_token_hint",
         "refresh_token_hint",
         "expiry_state",
-        "expires_at",
+        "expires",
         "reauthorization",
-        "updated_at",
+        "updated",
     ]
     search_fields = ["organization__linear_id", "organization__name", "app_user_id"]
     owner_fields = ["organization", "app_user_id", "scope"]
@@ -235,16 +265,16 @@ class LinearTokenAdmin(OAuthTokenAdmin):
 
 @admin.register(ConfluenceToken)
 class ConfluenceTokenAdmin(OAuthTokenAdmin):
+    # The cloud id (a UUID) is on the token's page: with it the list did not fit a laptop screen.
     list_display = [
         "owner",
-        "cloud_id",
         "site_url",
         "access_token_hint",
         "refresh_token_hint",
         "expiry_state",
-        "expires_at",
+        "expires",
         "reauthorization",
-        "updated_at",
+        "updated",
     ]
     search_fields = ["organization__linear_id", "organization__name", "cloud_id", "site_url"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # Atlassian sites are https
@@ -253,9 +283,58 @@ class ConfluenceTokenAdmin(OAuthTokenAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["linear_id", "name", "linear_token_status", "confluence_token_status", "created_at"]
+    list_display = ["name_or_id", "linear_id", "linear_token_status", "confluence_token_status", "created"]
     search_fields = ["linear_id", "name"]
-    readonly_fields = ["linear_token_status", "confluence_token_status", "created_at", "updated_at"]
+    readonly_fields = [
+        "related_lists",
+        "linear_token_status",
+        "confluence_token_status",
+        "created_at",
+        "updated_at",
+    ]
+
+    fields = [
+        "linear_id",
+        "name",
+        "related_lists",
+        "linear_token_status",
+        "confluence_token_status",
+        "created_at",
+        "updated_at",
+    ]
+
+    #: (label, admin changelist URL name, query parameter naming the organization's key).
+    RELATED_LISTS = [
+        ("Linear token", "admin:accounts_lineartoken_changelist", "organization__id__exact"),
+        ("Confluence tokens", "admin:accounts_confluencetoken_changelist", "organization__id__exact"),
+        ("Program increments", "admin:planning_programincrement_changelist", "organization__id__exact"),
+        ("Planning sessions", "admin:planning_planningsession_changelist", "organization__id__exact"),
+        ("Sync states", "admin:sync_syncstate_changelist", "organization"),
+        ("Conflicts", "admin:sync_conflict_changelist", "organization"),
+        ("Sync history", "admin:sync_synchistory_changelist", "organization"),
+        ("Cached Linear issues", "admin:sync_linearissuecache_changelist", "organization"),
+    ]
+
+    @admin.display(description="name", ordering="name")
+    def name_or_id(self, obj: Organization) -> str:
+        """The name (the Linear id when it has none)."""
+        return str(obj)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Organization) -> str:
+        """``created_at`` in the console's date format."""
+        return when(obj.created_at)
+
+    @admin.display(description="this organization's")
+    def related_lists(self, obj: Organization) -> str:
+        """Links to the lists of the organization's tokens, planning and sync rows (filtered to it)."""
+        if obj.pk is None:
+            return "—"
+        return format_html_join(
+            " · ",
+            '<a href="{}?{}={}">{}</a>',
+            ((reverse(name), parameter, obj.pk, label) for label, name, parameter in self.RELATED_LISTS),
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         # Expiry dates come as subqueries: no token (ciphertext) is loaded to show a status.

@@ -10,6 +10,12 @@ changelist through Django's test client as a logged-in superuser: the default vi
 conflicts, and one page filter. The ratio is the median render time at 1M over the one at 10k; a ratio
 near 1 means the page does not slow down with the table (no full ``COUNT(*)``, no JSON loaded, indexed
 ordering). ``--quick`` uses 100,000 rows instead of a million.
+
+Searches (issue 19) are measured the same way: a Linear identifier, words of a title, a team name from
+the directory of names and a fragment of an id, each rendered as the changelist with ``?q=``. On
+PostgreSQL they are answered by the pg_trgm GIN index of migration ``sync/0009_search_indexes`` (and
+the team index for names); the value column is the median render at 1M, which should stay well under a
+second.
 """
 
 from __future__ import annotations
@@ -33,7 +39,33 @@ VIEWS = [
     ("unresolved (default)", ""),
     ("all conflicts", "?status=all"),
     ("one page", "?confluence_page_id=page-7"),
+    ("search: Linear identifier PAY-4123", "?q=PAY-4123"),
+    ("search: title words 'checkout redesign'", "?q=checkout+redesign"),
+    ("search: team name 'Payments'", "?q=Payments"),
+    ("search: id fragment 'ISS-98765'", "?q=ISS-98765"),
+    # The worst case: a team whose conflicts are all resolved, searched in the default (unresolved)
+    # view. The planner expects many matches and walks the date index; nothing matches.
+    ("search: team with only resolved conflicts", "?q=Legacy+Imports"),
 ]
+
+#: Title words: 20 x 25 combinations, so a two-word search matches one conflict in 500 (not aligned
+#: with the resolved ones, every 10th).
+TITLE_FIRST = [
+    "Checkout", "Payment", "Search", "Login", "Invoice", "Shipping", "Refund", "Catalog", "Cart", "Profile",
+    "Onboarding", "Billing", "Export", "Import", "Reporting", "Inventory", "Pricing", "Coupon", "Review",
+    "Wishlist",
+]  # fmt: skip
+TITLE_SECOND = [
+    "redesign", "latency", "migration", "audit", "timeout", "retry", "accessibility", "localisation",
+    "caching", "pagination", "validation", "logging", "alerts", "rollout", "cleanup", "metrics", "tests",
+    "permissions", "dark mode", "webhooks", "rate limits", "backfill", "search", "filters", "emails",
+]  # fmt: skip
+#: The directory's team names of team-0 .. team-20.
+TEAM_NAMES = [
+    "Payments", "Storefront", "Routing", "Warehouse", "Core Banking", "Identity", "Search", "Mobile",
+    "Growth", "Platform", "Data", "Billing", "Support Tools", "Checkout", "Catalog", "Logistics", "Fraud",
+    "Notifications", "Partners", "Design System", "Legacy Imports",
+]  # fmt: skip
 
 #: One statement that writes conflicts n = %(start)s .. %(stop)s; every 10th is resolved; 100 pages,
 #: 20 teams; creation times one second apart; ~500 bytes of JSON per side like a real Linear issue.
@@ -46,17 +78,24 @@ INSERT INTO sync_conflict (
 SELECT
     'conflict-ISS-' || n,
     'page-' || (n %% 100),
-    'team-' || (n %% 20),
+    -- Teams cut across the resolved rows (every 10th); team-20 holds only resolved conflicts
+    -- (one in 30 above n = 5000: the tests' small tables keep their shape).
+    CASE WHEN n %% 30 = 0 AND n > 5000 THEN 'team-20' ELSE 'team-' || ((n / 10) %% 20) END,
     jsonb_build_object(
         'id', 'linear-change-ISS-' || n, 'type', 'updated', 'source', 'linear', 'itemType', 'story',
         'itemId', 'ISS-' || n, 'timestamp', 1767225600000 + n * 1000,
-        'itemData', jsonb_build_object('title', 'Story ' || n, 'estimate', n %% 8,
+        'itemData', jsonb_build_object('title', (%(first)s::text[])[1 + (n / 7) %% 20] || ' '
+                                                || (%(second)s::text[])[1 + (n / 140) %% 25] || ' #' || n,
+                                       'identifier', 'PAY-' || n, 'estimate', n %% 8,
                                        'description', repeat('Linear text. ', 25),
                                        'labels', jsonb_build_array('a', 'b'))),
     jsonb_build_object(
         'id', 'confluence-change-ISS-' || n, 'type', 'updated', 'source', 'confluence',
         'itemType', 'story', 'itemId', 'ISS-' || n, 'timestamp', 1767225600000 + n * 1000 + 5,
-        'itemData', jsonb_build_object('title', 'Story ' || n || ' (edited)', 'estimate', n %% 5,
+        'itemData', jsonb_build_object('title', (%(first)s::text[])[1 + (n / 7) %% 20] || ' '
+                                                || (%(second)s::text[])[1 + (n / 140) %% 25] || ' #' || n
+                                                || ' (edited)',
+                                       'identifier', 'PAY-' || n, 'estimate', n %% 5,
                                        'description', repeat('Confluence text. ', 20),
                                        'labels', jsonb_build_array('a', 'b'))),
     CASE WHEN n %% 10 = 0 THEN '{}'::jsonb END,
@@ -75,7 +114,16 @@ FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS n
 
 def insert_conflicts(cursor: Any, start: int, stop: int) -> None:
     """Insert conflicts number ``start`` to ``stop`` (inclusive) in one statement (PostgreSQL)."""
-    cursor.execute(INSERT_CONFLICTS, {"start": start, "stop": stop})
+    cursor.execute(
+        INSERT_CONFLICTS, {"start": start, "stop": stop, "first": TITLE_FIRST, "second": TITLE_SECOND}
+    )
+
+
+def search_indexes() -> dict[str, tuple[str, str]]:
+    """The trigram indexes of migration sync/0006 (name -> (table, expression))."""
+    import importlib
+
+    return importlib.import_module("sync.migrations.0009_search_indexes").INDEXES
 
 
 def _result(name: str, **fields: Any) -> dict[str, Any]:
@@ -148,7 +196,7 @@ def run(*, quick: bool = False) -> list[dict]:
     from django.test.utils import teardown_databases
     from django.urls import reverse
 
-    from sync.models import Conflict
+    from sync.models import Conflict, LinearTeam
 
     large = QUICK_LARGE if quick else LARGE
     old_config, database = _scratch_database()
@@ -157,6 +205,15 @@ def run(*, quick: bool = False) -> list[dict]:
         client = Client()
         client.force_login(user)
         changelist = reverse("admin:sync_conflict_changelist")
+        LinearTeam.objects.upsert_many(
+            "bench-org",
+            [{"id": f"team-{n}", "key": f"T{n}", "name": name} for n, name in enumerate(TEAM_NAMES)],
+        )
+        trigram = {
+            name: (table, expression)
+            for name, (table, expression) in search_indexes().items()
+            if table == Conflict._meta.db_table
+        }
 
         def fill(start: int, stop: int) -> float:
             """Insert, then VACUUM ANALYZE: statistics and visibility map as autovacuum would leave them."""
@@ -166,10 +223,15 @@ def run(*, quick: bool = False) -> list[dict]:
                 for index in Conflict._meta.indexes:
                     editor.remove_index(Conflict, index)
             with connection.cursor() as cursor:
+                for name in trigram:
+                    cursor.execute(f"DROP INDEX {name}")
                 insert_conflicts(cursor, start, stop)
             with connection.schema_editor() as editor:
                 for index in Conflict._meta.indexes:
                     editor.add_index(Conflict, index)
+            with connection.cursor() as cursor:
+                for name, (table, expression) in trigram.items():
+                    cursor.execute(f"CREATE INDEX {name} ON {table} USING gin (({expression}) gin_trgm_ops)")
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE sync_conflict")
             return time.perf_counter() - began

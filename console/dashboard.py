@@ -1,15 +1,20 @@
 """The operator dashboard on the admin index: what needs attention across accounts, planning and sync.
 
-Three panels, each shown only to users who may view its model:
+Four panels, each shown only to users who may view its model:
 
 * unresolved conflicts per (Confluence page, Linear team), linking to the filtered conflict list;
+* sync pairs whose last run failed, linking to their failed runs in the sync history;
 * planning sessions processing and failed, linking to the filtered session lists;
 * Linear and Confluence tokens expired or expiring within 24 hours, linking to the filtered token lists.
 
 Every number comes from a maintained counter (``SyncState.conflict_count``), a grouped aggregate or a
-``LIMIT``-ed, indexed query, so the page costs a fixed number of queries (eleven with every panel)
-however many rows the tables hold. No token is ever loaded: token rows are read with ``values()`` on
-their non-secret columns.
+``LIMIT``-ed, indexed query, so the page costs a fixed number of queries (fifteen with every panel:
+the organization choices, the panels, and the team and page names of every listed pair from the
+directory, two queries for all of them) however many rows the tables hold. No token is ever loaded:
+token rows are read with ``values()`` on their non-secret columns.
+
+Pairs, pages and teams are shown by name (``sync.models.LinearTeam`` / ``ConfluencePage``), with the
+id on hover; ``?organization=<pk>`` on the admin index narrows every panel to one organization.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode
 
-from django.db.models import Count, Model, Q, Sum
+from django.db.models import Count, Model, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -29,17 +34,21 @@ from accounts.models import (
     LinearToken,
     OAuthToken,
     OAuthTokenQuerySet,
+    Organization,
     TokenStatus,
     expiry_condition,
 )
+from config.display import when
 from config.logging import redact
 from planning.models import PlanningSession
-from sync.models import Conflict, SyncState
+from sync.models import Conflict, ConfluencePage, LinearTeam, SyncHistory, SyncState, SyncStatus
 
 #: Rows per list on the dashboard.
 PAIR_LIMIT = 10
+FAILURE_LIMIT = 5
 SESSION_LIMIT = 5
 TOKEN_LIMIT = 5
+ORGANIZATION_LIMIT = 20
 
 
 def _changelist(model: type[Model], **params: str) -> str:
@@ -51,14 +60,19 @@ def _change(model: type[Model], pk: Any) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
 
 
-@dataclass(frozen=True)
+@dataclass
 class PairRow:
-    """Unresolved conflicts of one (page, team)."""
+    """Unresolved conflicts of one (page, team), named from the directory where it knows them."""
 
     confluence_page_id: str
     linear_team_id: str
     count: int
     url: str
+    organization_pk: int | None = None
+    organization: str = ""
+    page_title: str = ""
+    page_url: str = ""
+    team_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,36 @@ class ConflictPanel:
     pairs: list[PairRow]
     more: bool
     url: str
+
+
+@dataclass
+class FailureRow:
+    """A (page, team) whose last sync failed, with its latest error."""
+
+    confluence_page_id: str
+    linear_team_id: str
+    when: str
+    url: str
+    organization_pk: int | None = None
+    organization: str = ""
+    page_title: str = ""
+    page_url: str = ""
+    team_name: str = ""
+
+
+@dataclass(frozen=True)
+class FailurePanel:
+    rows: list[FailureRow]
+    count: int
+    url: str
+
+
+@dataclass(frozen=True)
+class OrganizationChoice:
+    label: str
+    linear_id: str
+    url: str
+    selected: bool
 
 
 @dataclass(frozen=True)
@@ -135,25 +179,119 @@ class Dashboard:
     conflicts: ConflictPanel | None
     sessions: list[SessionGroup] | None
     tokens: TokenPanel | None
+    failures: FailurePanel | None = None
     reauthorization: ReauthorizationPanel | None = None
+    organizations: list[OrganizationChoice] | None = None
+    organization: str = ""
 
     @property
     def empty(self) -> bool:
         """No panel is visible to this user."""
-        return self.conflicts is None and self.sessions is None and self.tokens is None
+        return (
+            self.conflicts is None and self.sessions is None and self.tokens is None and self.failures is None
+        )
 
 
-def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
-    """The dashboard as ``user`` may see it: a panel per model the user has the view permission for."""
+def build_dashboard(
+    user: Any, *, now: dt.datetime | None = None, organization: int | None = None
+) -> Dashboard:
+    """The dashboard as ``user`` may see it: a panel per model the user has the view permission for.
+
+    ``organization`` (a primary key) narrows every panel to that organization's rows.
+    """
     now = now or timezone.now()
     token_models: list[type[OAuthToken]] = [
         m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))
     ]
+    conflicts = conflict_panel(organization=organization) if user.has_perm(_view_perm(Conflict)) else None
+    failures = failure_panel(organization=organization) if user.has_perm(_view_perm(SyncState)) else None
+    name_pairs([*(conflicts.pairs if conflicts else []), *(failures.rows if failures else [])])
+    dashboard = Dashboard(
+        conflicts=conflicts,
+        failures=failures,
+        sessions=session_groups(organization=organization)
+        if user.has_perm(_view_perm(PlanningSession))
+        else None,
+        tokens=token_panel(token_models, now=now, organization=organization) if token_models else None,
+        reauthorization=reauthorization_panel(token_models, organization=organization)
+        if token_models
+        else None,
+    )
+    if dashboard.empty:
+        return dashboard
+    choices = organization_choices(organization)
+    current = next((choice.label for choice in choices if choice.selected and choice.linear_id), "")
     return Dashboard(
-        conflicts=conflict_panel() if user.has_perm(_view_perm(Conflict)) else None,
-        sessions=session_groups() if user.has_perm(_view_perm(PlanningSession)) else None,
-        tokens=token_panel(token_models, now=now) if token_models else None,
-        reauthorization=reauthorization_panel(token_models) if token_models else None,
+        conflicts=dashboard.conflicts,
+        failures=dashboard.failures,
+        sessions=dashboard.sessions,
+        tokens=dashboard.tokens,
+        reauthorization=dashboard.reauthorization,
+        organizations=choices,
+        organization=current,
+    )
+
+
+def organization_choices(selected: int | None, limit: int = ORGANIZATION_LIMIT) -> list[OrganizationChoice]:
+    """ "All organizations" and each organization by name, as links that narrow the dashboard."""
+    index = reverse("admin:index")
+    rows = Organization.objects.order_by("name", "linear_id").values_list("pk", "name", "linear_id")[:limit]
+    choices = [OrganizationChoice("All organizations", "", index, selected is None)]
+    for pk, name, linear_id in rows:
+        choices.append(
+            OrganizationChoice(
+                name or linear_id, linear_id, f"{index}?{urlencode({'organization': pk})}", pk == selected
+            )
+        )
+    return choices
+
+
+def name_pairs(rows: list[PairRow | FailureRow]) -> None:
+    """Fill each row's page title and URL and team name from its organization's directory: two queries
+    for every row of every panel (none without rows)."""
+    keyed = [(row.organization_pk, row) for row in rows if row.organization_pk is not None]
+    if not keyed:
+        return
+    teams = LinearTeam.objects.lookup((org, row.linear_team_id) for org, row in keyed)
+    pages = ConfluencePage.objects.lookup((org, row.confluence_page_id) for org, row in keyed)
+    for org, row in keyed:
+        team = teams.get((org, row.linear_team_id))
+        page = pages.get((org, row.confluence_page_id))
+        if team is not None:
+            row.team_name = f"{team.name} ({team.key})"
+        if page is not None:
+            row.page_title, row.page_url = page.title, page.url
+
+
+def failure_panel(*, organization: int | None = None, limit: int = FAILURE_LIMIT) -> FailurePanel:
+    """Pairs whose last sync failed (``SyncState.status``), most recently attempted first: one query."""
+    failed = SyncState.objects.filter(status=SyncStatus.FAILED)
+    if organization is not None:
+        failed = failed.filter(organization_id=organization)
+    rows = list(
+        failed.order_by("-updated_at", "confluence_page_id", "linear_team_id").values_list(
+            "confluence_page_id",
+            "linear_team_id",
+            "updated_at",
+            "organization_id",
+            "organization__name",
+            "organization__linear_id",
+        )[: limit + 1]
+    )
+    return FailurePanel(
+        rows=[
+            FailureRow(
+                confluence_page_id=page,
+                linear_team_id=team,
+                when=when(at),
+                url=_changelist(SyncHistory, outcome="failed", confluence_page_id=page, linear_team_id=team),
+                organization_pk=org_pk,
+                organization=org_name or org_linear_id or "",
+            )
+            for page, team, at, org_pk, org_name, org_linear_id in rows[:limit]
+        ],
+        count=len(rows),
+        url=_changelist(SyncState, status__exact=SyncStatus.FAILED),
     )
 
 
@@ -161,7 +299,7 @@ def _view_perm(model: type[Model]) -> str:
     return f"{model._meta.app_label}.view_{model._meta.model_name}"
 
 
-def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
+def conflict_panel(limit: int = PAIR_LIMIT, *, organization: int | None = None) -> ConflictPanel:
     """Unresolved conflicts per (page, team), most first, and their total: four small queries.
 
     Complete pairs come from ``SyncState.conflict_count``, which every conflict write (the model
@@ -170,19 +308,35 @@ def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
     200,000 on PostgreSQL). Conflicts without a page or a team have no state row; they are grouped
     directly — the page/team indexes find them, and they are the old system's few.
     """
+    states = SyncState.objects.all()
+    if organization is not None:
+        states = states.filter(organization_id=organization)
     top_pairs = list(
-        SyncState.objects.filter(conflict_count__gt=0)
+        states.filter(conflict_count__gt=0)
         .order_by("-conflict_count", "confluence_page_id", "linear_team_id")
-        .values_list("confluence_page_id", "linear_team_id", "conflict_count")[: limit + 1]
+        .values_list(
+            "confluence_page_id",
+            "linear_team_id",
+            "conflict_count",
+            "organization_id",
+            "organization__name",
+            "organization__linear_id",
+        )[: limit + 1]
     )
-    incomplete_qs = Conflict.objects.filter(is_resolved=False).filter(
-        Q(confluence_page_id="") | Q(linear_team_id="")
-    )
-    incomplete = list(
-        incomplete_qs.values_list("confluence_page_id", "linear_team_id")
-        .annotate(count=Count("pk"))
-        .order_by("-count", "confluence_page_id", "linear_team_id")[: limit + 1]
-    )
+    incomplete: list[tuple] = []
+    incomplete_total = 0
+    if organization is None:
+        # Conflicts without a page or team have no sync state, hence no organization: shown unfiltered only.
+        incomplete_qs = Conflict.objects.filter(is_resolved=False).filter(
+            Q(confluence_page_id="") | Q(linear_team_id="")
+        )
+        incomplete = [
+            (page, team, count, None, "", "")
+            for page, team, count in incomplete_qs.values_list("confluence_page_id", "linear_team_id")
+            .annotate(count=Count("pk"))
+            .order_by("-count", "confluence_page_id", "linear_team_id")[: limit + 1]
+        ]
+        incomplete_total = incomplete_qs.count()
     grouped = sorted(top_pairs + incomplete, key=lambda row: (-row[2], row[0], row[1]))
     pairs = [
         PairRow(
@@ -192,27 +346,32 @@ def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
             # The conflict changelist's page and team filters; its status filter shows unresolved ones
             # by default.
             url=_changelist(Conflict, confluence_page_id=page, linear_team_id=team),
+            organization_pk=org_pk,
+            organization=org_name or org_linear_id or "",
         )
-        for page, team, count in grouped[:limit]
+        for page, team, count, org_pk, org_name, org_linear_id in grouped[:limit]
     ]
     return ConflictPanel(
         # Summed from the per-pair counters too: counting the unresolved conflicts themselves reads
         # every one of them (0.1 s for 200,000 even as an index-only scan).
-        total=(SyncState.objects.aggregate(n=Sum("conflict_count"))["n"] or 0) + incomplete_qs.count(),
+        total=(states.aggregate(n=Sum("conflict_count"))["n"] or 0) + incomplete_total,
         pairs=pairs,
         more=len(grouped) > limit,
-        url=_changelist(Conflict),
+        url=_changelist(Conflict, organization=str(organization)) if organization else _changelist(Conflict),
     )
 
 
-def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
+def session_groups(limit: int = SESSION_LIMIT, *, organization: int | None = None) -> list[SessionGroup]:
     """Sessions processing and failed: their counts (one grouped query) and the latest of each."""
     statuses = [
         (PlanningSession.Status.PROCESSING, "In progress"),
         (PlanningSession.Status.FAILED, "Failed"),
     ]
+    sessions = PlanningSession.objects.all()
+    if organization is not None:
+        sessions = sessions.filter(organization_id=organization)
     counts = dict(
-        PlanningSession.objects.filter(status__in=[status for status, _ in statuses])
+        sessions.filter(status__in=[status for status, _ in statuses])
         .values_list("status")
         .annotate(count=Count("pk"))
         .order_by()
@@ -222,7 +381,7 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
         rows = []
         if counts.get(status):
             latest = (
-                PlanningSession.objects.filter(status=status)
+                sessions.filter(status=status)
                 .order_by("-created_at", "-id")
                 .values(
                     "pk",
@@ -249,13 +408,23 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
                 status=status,
                 count=counts.get(status, 0),
                 rows=rows,
-                url=_changelist(PlanningSession, status__exact=status),
+                url=_changelist(
+                    PlanningSession,
+                    status__exact=status,
+                    **({"organization__id__exact": str(organization)} if organization else {}),
+                ),
             )
         )
     return groups
 
 
-def token_panel(models: list[type[OAuthToken]], *, now: dt.datetime, limit: int = TOKEN_LIMIT) -> TokenPanel:
+def token_panel(
+    models: list[type[OAuthToken]],
+    *,
+    now: dt.datetime,
+    limit: int = TOKEN_LIMIT,
+    organization: int | None = None,
+) -> TokenPanel:
     """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list."""
     soon = now + EXPIRING_SOON_WINDOW
     counts: list[TokenCount] = []
@@ -263,7 +432,10 @@ def token_panel(models: list[type[OAuthToken]], *, now: dt.datetime, limit: int 
     for model in models:
         kind = str(model._meta.verbose_name)
         # The WHERE on expires_at uses its index; only tokens due within the day are counted.
-        due = model._default_manager.filter(expires_at__lte=soon)
+        # QuerySet[Any]: the organization FK is declared by each concrete token model, not OAuthToken.
+        due: QuerySet[Any] = model._default_manager.filter(expires_at__lte=soon)
+        if organization is not None:
+            due = due.filter(organization_id=organization)
         totals = due.aggregate(
             expired=Count("pk", filter=expiry_condition(TokenStatus.EXPIRED, at=now)),
             expiring=Count("pk", filter=expiry_condition(TokenStatus.EXPIRING, at=now)),
@@ -319,16 +491,18 @@ class ReauthorizationPanel:
 
 
 def reauthorization_panel(
-    models: list[type[OAuthToken]], *, limit: int = TOKEN_LIMIT
+    models: list[type[OAuthToken]], *, limit: int = TOKEN_LIMIT, organization: int | None = None
 ) -> ReauthorizationPanel:
     """Marked tokens, most recently rejected first: one ``LIMIT``-ed query per model, no count."""
     rows: list[ReauthorizationRow] = []
     for model in models:
         kind = str(model._meta.verbose_name)
+        marked = cast(OAuthTokenQuerySet, model._default_manager.all()).needing_reauthorization()
+        if organization is not None:
+            marked = marked.filter(organization_id=organization)
         # values(): the token columns (ciphertext) are never read.
         for row in (
-            cast(OAuthTokenQuerySet, model._default_manager.all())
-            .needing_reauthorization()
+            marked
             .order_by("-reauthorization_required_at", "-pk")
             .values("pk", "reauthorization_required_at", "organization__name", "organization__linear_id")[
                 : limit + 1

@@ -23,7 +23,7 @@ from django.utils import timezone
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from planning.models import PIFeature, PIObjective, PIRisk, PlanningSession, ProgramIncrement
 from planning.services import save_planning_result
-from sync.models import Conflict, LinearIssueCache, SyncHistory, SyncState
+from sync.models import Conflict, ConfluencePage, LinearIssueCache, LinearTeam, SyncHistory, SyncState
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,19 @@ class DemoOrganization:
 
     def team_id(self, key: str) -> str:
         return demo_uuid(f"team:{self.key}:{key}")
+
+    def issue_url(self, identifier: str) -> str:
+        """The Linear web address of an issue (workspace ``<key>-demo``)."""
+        return f"https://linear.app/{self.key}-demo/issue/{identifier}"
+
+    def page_url(self, page_id: str, title: str) -> str:
+        """The Confluence web address of a page, as Confluence builds it (space key, id, title slug)."""
+        slug = "+".join(title.replace("–", "").split())
+        return f"{self.site}/wiki/spaces/{self.space}/pages/{page_id}/{slug}"
+
+    @property
+    def space(self) -> str:
+        return self.key[:4].upper()
 
 
 ORGANIZATIONS = (
@@ -97,6 +110,7 @@ def seed_demo(*, now: dt.datetime | None = None) -> bool:
         for index, org in enumerate(ORGANIZATIONS):
             organization = Organization.objects.ensure(org.linear_id, name=org.name)
             _tokens(org, index, now)
+            _directory(org, now)
             increments = _program_increments(org, organization, now)
             _planning_sessions(org, increments[1], now)
             _sync(org, now)
@@ -128,6 +142,24 @@ def _tokens(org: DemoOrganization, index: int, now: dt.datetime) -> None:
         # The second organization's Confluence token expires within the day too.
         expires_at=now + (dt.timedelta(hours=20) if index == 1 else dt.timedelta(days=45)),
         scope="read:confluence-content.all write:confluence-content offline_access",
+    )
+
+
+# --- directory of names --------------------------------------------------------------------------
+
+
+def _directory(org: DemoOrganization, now: dt.datetime) -> None:
+    """The names the agent would fetch from Linear and Confluence, for every team and page it syncs."""
+    LinearTeam.objects.upsert_many(
+        org.linear_id, [{"id": org.team_id(key), "key": key, "name": name} for key, name in org.teams], at=now
+    )
+    ConfluencePage.objects.upsert_many(
+        org.linear_id,
+        [
+            {"id": page_id, "title": title, "url": org.page_url(page_id, title), "space": org.space}
+            for page_id, title in org.pages
+        ],
+        at=now,
     )
 
 
@@ -412,8 +444,20 @@ def _conflict_pairs(
         pairs.append(
             (
                 item_id,
-                _change("linear", item_id, item_type, {"identifier": identifier, **linear_data}, at),
-                _change("confluence", item_id, item_type, {"identifier": identifier, **confluence_data}, at),
+                _change(
+                    "linear",
+                    item_id,
+                    item_type,
+                    {"identifier": identifier, **linear_data, "url": org.issue_url(identifier)},
+                    at,
+                ),
+                _change(
+                    "confluence",
+                    item_id,
+                    item_type,
+                    {"identifier": identifier, **confluence_data, "url": org.issue_url(identifier)},
+                    at,
+                ),
             )
         )
     return pairs
@@ -481,6 +525,7 @@ def _sync(org: DemoOrganization, now: dt.datetime) -> None:
                 "id": demo_uuid(f"issue:{org.key}:0:{team_key}:{n}"),
                 "identifier": f"{team_key}-{120 + n}",
                 "title": title,
+                "url": org.issue_url(f"{team_key}-{120 + n}"),
                 "state": {"name": state},
                 "team": {"id": org.team_id(team_key), "key": team_key},
             }

@@ -25,6 +25,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from accounts.admin_widgets import SafeAutocompleteMixin
+from config.display import when
 from config.logging import redact
 from planning.models import (
     Enabler,
@@ -258,7 +259,7 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
 
     @admin.display(description="created", ordering="created_at")
     def created(self, session: PlanningSession) -> str:
-        return date_format(timezone.localtime(session.created_at), "SHORT_DATE_FORMAT")
+        return when(session.created_at)
 
     @admin.display(description="error")
     def error_text(self, session: PlanningSession) -> str:
@@ -457,10 +458,24 @@ class StoryInline(admin.TabularInline):
     extra = 0
 
 
+class SessionOrganizationMixin:
+    """The organization of a row's planning session: a column (joined, no query per row) and a filter."""
+
+    @admin.display(description="organization", ordering="planning_session__organization__name")
+    def organization(self, obj: Feature | Enabler) -> str:
+        organization = obj.planning_session.organization
+        return format_html('<span title="{}">{}</span>', organization.linear_id, organization)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Feature | Enabler) -> str:
+        return when(obj.created_at)
+
+
 @admin.register(Feature)
-class FeatureAdmin(ExactIdSearchMixin, admin.ModelAdmin):
-    list_display = ["feature_id", "title", "planning_session", "story_count", "created_at"]
-    list_select_related = ["planning_session"]
+class FeatureAdmin(SessionOrganizationMixin, ExactIdSearchMixin, admin.ModelAdmin):
+    list_display = ["feature_id", "title", "organization", "planning_session", "story_count", "created"]
+    list_filter = ["planning_session__organization"]
+    list_select_related = ["planning_session__organization"]
     search_fields = ["title"]
     exact_search_fields = ("feature_id",)
     raw_id_fields = ["planning_session"]
@@ -478,10 +493,10 @@ class FeatureAdmin(ExactIdSearchMixin, admin.ModelAdmin):
 
 
 @admin.register(Enabler)
-class EnablerAdmin(ExactIdSearchMixin, admin.ModelAdmin):
-    list_display = ["enabler_id", "title", "enabler_type", "planning_session", "created_at"]
-    list_filter = ["enabler_type"]
-    list_select_related = ["planning_session"]
+class EnablerAdmin(SessionOrganizationMixin, ExactIdSearchMixin, admin.ModelAdmin):
+    list_display = ["enabler_id", "title", "enabler_type", "organization", "planning_session", "created"]
+    list_filter = ["enabler_type", "planning_session__organization"]
+    list_select_related = ["planning_session__organization"]
     search_fields = ["title"]
     exact_search_fields = ("enabler_id",)
     raw_id_fields = ["planning_session"]

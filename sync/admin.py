@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,19 +26,21 @@ from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from accounts.models import Organization
+from config.display import when
 from config.logging import redact
 from sync.diff import MISSING
 from sync.forms import FieldOwnershipForm, FieldPicksForm, ManualResolutionForm, pretty_json
@@ -45,13 +50,16 @@ from sync.models import (
     ConflictAlreadyResolved,
     ConflictChanged,
     ConflictResolution,
+    ConfluencePage,
     FieldOwnership,
     LinearIssueCache,
+    LinearTeam,
     ResolutionStrategy,
     SyncHistory,
     SyncState,
 )
 from sync.paginator import EstimatedCountPaginator
+from sync.search import search_conflicts, search_history, search_issue_cache
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +208,174 @@ def prefix_condition(field: str, prefix: str, by_code_point: bool) -> Q:
     return condition
 
 
+# --- names: organizations, teams, pages and items instead of bare ids (issue 19) ------------------
+
+#: The console's stylesheet for the sync lists: names over ids, errors wrapped as excerpts.
+LIST_CSS = {"all": ["console/lists.css"]}
+
+#: Organizations offered by the organization filter.
+ORGANIZATION_CHOICES_LIMIT = 100
+
+
+def short_id(value: str) -> str:
+    """A long id (a UUID) cut to eight characters; short ids (page numbers) whole."""
+    return value if len(value) <= 12 else f"{value[:8]}…"
+
+
+def name_html(name: str, identifier: str, *, url: str = "", sub: str = "") -> str:
+    """``name`` with ``identifier`` on hover, linked to ``url`` when known; the id when no name is known.
+
+    ``sub`` is a second, smaller line (a team key, an item type). External links open in a new tab.
+    """
+    if not name and not identifier:
+        return "—"
+    label = name or short_id(identifier)
+    if url:
+        html = format_html(
+            '<a href="{}" title="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, identifier, label
+        )
+    else:
+        html = format_html('<span title="{}">{}</span>', identifier, label)
+    if sub:
+        html = format_html('{}<div class="name-sub">{}</div>', html, sub)
+    return html
+
+
+def organization_html(organization: Organization | None) -> str:
+    """The organization's name (its Linear id on hover), linked to its admin page; "—" for none."""
+    if organization is None:
+        return "—"
+    url = reverse("admin:accounts_organization_change", args=[organization.pk])
+    return format_html(
+        '<a href="{}" title="{}">{}</a>',
+        url,
+        organization.linear_id,
+        organization.name or organization.linear_id,
+    )
+
+
+@dataclass(frozen=True)
+class RowNames:
+    """What the directory knows about one listed row."""
+
+    organization: Organization | None
+    team: LinearTeam | None
+    page: ConfluencePage | None
+
+
+def organizations_of_pairs(rows: Iterable[Any]) -> dict[tuple[str, str], Organization]:
+    """``(page, team) → organization`` from SyncState for the rows' pairs: one query (none without pairs)."""
+    pairs = {(row.confluence_page_id, row.linear_team_id) for row in rows}
+    pages = sorted({page for page, team in pairs if page and team})
+    teams = sorted({team for page, team in pairs if page and team})
+    if not pages:
+        return {}
+    states = SyncState.objects.filter(
+        confluence_page_id__in=pages, linear_team_id__in=teams, organization__isnull=False
+    ).select_related("organization")
+    return {
+        (state.confluence_page_id, state.linear_team_id): state.organization
+        for state in states.only("confluence_page_id", "linear_team_id", "organization")
+        if (state.confluence_page_id, state.linear_team_id) in pairs
+    }
+
+
+def attach_names(
+    rows: list[Any],
+    *,
+    organization: Callable[[Any], Organization | None],
+    team_id: Callable[[Any], str],
+    page_id: Callable[[Any], str | None] = lambda row: row.confluence_page_id,
+) -> None:
+    """Set ``row.names`` (:class:`RowNames`) on every row: two queries (teams, pages) for any page size.
+
+    Names come from the row's own organization's directory, never another tenant's.
+    """
+    orgs = [organization(row) for row in rows]
+    teams = LinearTeam.objects.lookup(
+        (org.pk, team_id(row)) for row, org in zip(rows, orgs, strict=True) if org
+    )
+    page_keys = [(org.pk, page_id(row)) for row, org in zip(rows, orgs, strict=True) if org and page_id(row)]
+    pages = ConfluencePage.objects.lookup(page_keys) if page_keys else {}
+    for row, org in zip(rows, orgs, strict=True):
+        key = org.pk if org else None
+        row.names = RowNames(
+            organization=org,
+            team=teams.get((key, team_id(row))),
+            page=pages.get((key, page_id(row) or "")),
+        )
+
+
+def team_html(team: LinearTeam | None, team_id: str) -> str:
+    """A team's name and key (its id on hover), or its id."""
+    if team is None:
+        return name_html("", team_id)
+    return name_html(f"{team.name} ({team.key})", team_id)
+
+
+def page_html(page: ConfluencePage | None, page_id: str) -> str:
+    """A page's title linked to Confluence (its id on hover), or its id."""
+    if page is None:
+        return name_html("", page_id)
+    return name_html(page.title, page_id, url=page.url)
+
+
+class NamedChangeList(ChangeList):
+    """A changelist whose rows, once fetched, get their names (``ModelAdmin.attach_row_names``)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        """Fetch the page as Django does, then name its rows in a fixed number of queries."""
+        super().get_results(request)
+        rows = list(self.result_list)  # evaluates and caches the page: the template reuses it
+        if rows:
+            self.model_admin.attach_row_names(rows)
+
+
+class OrganizationFilter(admin.SimpleListFilter):
+    """Rows of one organization; choices from the (small) organization table."""
+
+    title = "organization"
+    parameter_name = "organization"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """Every organization by name (its Linear id when it has none)."""
+        rows = Organization.objects.order_by("name", "linear_id").values_list("pk", "name", "linear_id")
+        return [(str(pk), name or linear_id) for pk, name, linear_id in rows[:ORGANIZATION_CHOICES_LIMIT]]
+
+    def organization_pk(self) -> int | None:
+        """The selected organization's key; ``None`` when none or not a number."""
+        value = self.value()
+        return int(value) if value is not None and value.isdigit() else None
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Rows of the selected organization (a tampered value matches nothing)."""
+        if self.value() is None:
+            return queryset
+        pk = self.organization_pk()
+        return queryset.filter(organization_id=pk) if pk is not None else queryset.none()
+
+
+class PairOrganizationFilter(OrganizationFilter):
+    """For rows without an organization column (conflicts): the organization of their (page, team)."""
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Rows whose pair's sync state belongs to the selected organization."""
+        if self.value() is None:
+            return queryset
+        pk = self.organization_pk()
+        if pk is None:
+            return queryset.none()
+        return queryset.filter(
+            Exists(
+                SyncState.objects.filter(
+                    organization_id=pk,
+                    confluence_page_id=OuterRef("confluence_page_id"),
+                    linear_team_id=OuterRef("linear_team_id"),
+                )
+            )
+        )
+
+
 # --- list filters --------------------------------------------------------------------------------
 
 
@@ -285,17 +461,48 @@ class _PairFieldFilter(_ConstantChoicesFilter):
             .distinct()[:FILTER_CHOICES_LIMIT]
         )
 
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """The ids, each labelled with its directory name where one is known (one more query)."""
+        choices = super().lookups(request, model_admin)
+        labels = self.labels([value for value, _ in choices if value])
+        return [(value, labels.get(value, label)) for value, label in choices]
+
+    def labels(self, values: list[str]) -> dict[str, str]:
+        """``id → name`` from the directory of the organizations that sync these ids."""
+        if not values:
+            return {}
+        directory = self.directory.objects.filter(**{f"{self.field_name}__in": values}).filter(
+            Exists(
+                SyncState.objects.filter(
+                    organization=OuterRef("organization"), **{self.field_name: OuterRef(self.field_name)}
+                )
+            )
+        )
+        return {getattr(entry, self.field_name): self.label(entry) for entry in directory.order_by("pk")}
+
 
 class PageFilter(_PairFieldFilter):
     title = "Confluence page"
     parameter_name = "confluence_page_id"
     field_name = "confluence_page_id"
+    directory = ConfluencePage
+
+    @staticmethod
+    def label(page: ConfluencePage) -> str:
+        """The page's title."""
+        return page.title
 
 
 class TeamFilter(_PairFieldFilter):
     title = "Linear team"
     parameter_name = "linear_team_id"
     field_name = "linear_team_id"
+    directory = LinearTeam
+
+    @staticmethod
+    def label(team: LinearTeam) -> str:
+        """The team's name and key."""
+        return f"{team.name} ({team.key})"
 
 
 class SyncOutcomeFilter(admin.SimpleListFilter):
@@ -317,15 +524,44 @@ class SyncOutcomeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ResolutionOrganizationFilter(OrganizationFilter):
+    """Log entries whose conflict's (page, team) belongs to the organization."""
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Entries of conflicts of the selected organization's pairs."""
+        if self.value() is None:
+            return queryset
+        pk = self.organization_pk()
+        if pk is None:
+            return queryset.none()
+        conflicts = PairOrganizationFilter.queryset(self, request, Conflict.objects.all()).values("pk")
+        return queryset.filter(conflict_id__in=conflicts)
+
+
 # --- Conflict ------------------------------------------------------------------------------------
 
 
-class ConflictChangeList(ChangeList):
-    """The conflict changelist: its rows load no JSON column."""
+def _either_side(*path: str) -> Coalesce:
+    """A text value of the item from the Linear change, else from the Confluence change (in SQL)."""
+    key = "__".join(path)
+    return Coalesce(KT(f"linear_change__itemData__{key}"), KT(f"confluence_change__itemData__{key}"))
+
+
+class ConflictChangeList(NamedChangeList):
+    """The conflict changelist: its rows load no JSON column, only the item's title, identifier and URL."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
-        """The filtered, ordered queryset with the JSON columns deferred."""
-        return super().get_queryset(request, exclude_parameters).defer(*CONFLICT_JSON_FIELDS)
+        """The filtered, ordered queryset with the JSON columns deferred and the item's names extracted."""
+        return (
+            super()
+            .get_queryset(request, exclude_parameters)
+            .defer(*CONFLICT_JSON_FIELDS)
+            .annotate(
+                title_text=_either_side("title"),
+                identifier_text=_either_side("identifier"),
+                url_text=_either_side("url"),
+            )
+        )
 
 
 class LargeTableAdminMixin:
@@ -382,10 +618,13 @@ class ReadOnlyAdminMixin:
 class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     """Review conflicts: list unresolved ones, compare the sides, resolve, reopen, bulk resolve."""
 
-    list_display = ["id", "type", "item", "page", "team", "age", "differing_fields", "resolution"]
-    list_display_links = ["id"]
+    # Names, not ids (issue 19): the item's title links to the review page (its conflict id on hover),
+    # its Linear identifier to Linear; the pair's page links to Confluence. Fits 1366 px.
+    list_display = ["item", "organization_name", "pair", "age", "differing_fields", "resolution"]
+    list_display_links = None  # the item column links to the review page itself
     list_filter = [
         ConflictStatusFilter,
+        PairOrganizationFilter,
         "resolution_strategy",
         ItemTypeFilter,
         PageFilter,
@@ -395,10 +634,15 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     list_select_related = ["resolved_by"]
     search_fields = ["id", "item_id"]
     search_help_text = (
-        "Exact conflict id (or the item id after 'conflict-') or item id; end with * for a prefix search."
+        "Title, Linear identifier (PAY-412), team or page name, or part of an id (three characters or "
+        "more); end with * to search ids by prefix."
     )
     ordering = ["-created_at", "-id"]
     actions = ["resolve_keeping_linear", "resolve_keeping_confluence"]
+
+    class Media:
+        css = LIST_CSS
+
     review_template = "admin/sync/conflict/review.html"
     confirmation_template = "admin/sync/conflict/resolve_selected_confirmation.html"
 
@@ -446,30 +690,85 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
             condition = prefix_condition("pk", prefix, by_code_point) | prefix_condition(
                 "item_id", prefix, by_code_point
             )
-        else:
-            ids = {term} if term.startswith("conflict-") else {term, f"conflict-{term}"}
-            condition = Q(pk__in=sorted(ids)) | Q(item_id=term)
-        return queryset.filter(condition), False
+            return queryset.filter(condition), False
+        # Titles, identifiers, names and id fragments: sync.search (trigram-indexed on PostgreSQL).
+        return search_conflicts(queryset, term), False
 
-    @admin.display(description="type", ordering="item_type")
-    def type(self, conflict: Conflict) -> str:
-        """The item type (epic, feature, story, enabler)."""
-        return conflict.item_type or "—"
+    def attach_row_names(self, rows: list[Conflict]) -> None:
+        """Name the page's conflicts: organization (from the pair's sync state), team, page; titles and
+        identifiers the changes lack come from the organization's issue cache. At most four queries."""
+        by_pair = organizations_of_pairs(rows)
+        attach_names(
+            rows,
+            organization=lambda row: by_pair.get((row.confluence_page_id, row.linear_team_id)),
+            team_id=lambda row: row.linear_team_id,
+        )
+        lacking = [
+            row for row in rows if row.names.organization and not (row.title_text and row.identifier_text)
+        ]
+        if not lacking:
+            return
+        cached = (
+            LinearIssueCache.objects.filter(
+                organization_id__in={row.names.organization.pk for row in lacking},
+                linear_issue_id__in={row.item_id for row in lacking if row.item_id},
+            )
+            .annotate(
+                title=KT("issue_data__title"),
+                identifier=KT("issue_data__identifier"),
+                url=KT("issue_data__url"),
+            )
+            .values_list("organization_id", "linear_issue_id", "title", "identifier", "url")
+        )
+        found = {(org, issue): (title, identifier, url) for org, issue, title, identifier, url in cached}
+        for row in lacking:
+            title, identifier, url = found.get((row.names.organization.pk, row.item_id), ("", "", ""))
+            row.title_text = row.title_text or title or ""
+            row.identifier_text = row.identifier_text or identifier or ""
+            row.url_text = row.url_text or url or ""
 
     @admin.display(description="item", ordering="item_id")
     def item(self, conflict: Conflict) -> str:
-        """The conflicting item's id."""
-        return conflict.item_id or "—"
+        """The item's title linked to the review page (conflict id on hover), over its Linear identifier
+        (linked to Linear where the URL is known) and type; the item id where no title is known."""
+        review = reverse("admin:sync_conflict_change", args=[quote(conflict.pk)])
+        title = getattr(conflict, "title_text", None) or conflict.item_id or conflict.pk
+        identifier = getattr(conflict, "identifier_text", None) or ""
+        url = getattr(conflict, "url_text", None) or ""
+        label = identifier or short_id(conflict.item_id)
+        if url:
+            reference = format_html(
+                '<a href="{}" target="_blank" rel="noopener noreferrer" title="Open in Linear">{}</a>',
+                url,
+                label,
+            )
+        else:
+            reference = format_html('<span title="{}">{}</span>', conflict.item_id, label)
+        return format_html(
+            '<a class="item-title" href="{}" title="{}">{}</a><div class="name-sub">{} · {}</div>',
+            review,
+            conflict.pk,
+            title,
+            reference,
+            conflict.item_type or "item",
+        )
 
-    @admin.display(description="page", ordering="confluence_page_id")
-    def page(self, conflict: Conflict) -> str:
-        """The Confluence page (empty for conflicts imported from the old system)."""
-        return conflict.confluence_page_id or "—"
+    @admin.display(description="organization")
+    def organization_name(self, conflict: Conflict) -> str:
+        """The organization of the conflict's (page, team)."""
+        return organization_html(conflict.names.organization if hasattr(conflict, "names") else None)
 
-    @admin.display(description="team", ordering="linear_team_id")
-    def team(self, conflict: Conflict) -> str:
-        """The Linear team (empty for conflicts imported from the old system)."""
-        return conflict.linear_team_id or "—"
+    @admin.display(description="page · team", ordering="confluence_page_id")
+    def pair(self, conflict: Conflict) -> str:
+        """The Confluence page (linked) over the Linear team; ids where the directory has no name."""
+        names = getattr(conflict, "names", RowNames(None, None, None))
+        if not conflict.confluence_page_id and not conflict.linear_team_id:
+            return "—"  # conflicts imported from the old system have no pair
+        return format_html(
+            '{}<div class="name-sub">{}</div>',
+            page_html(names.page, conflict.confluence_page_id),
+            team_html(names.team, conflict.linear_team_id),
+        )
 
     @admin.display(description="≠ fields", ordering="differing_field_count")
     def differing_fields(self, conflict: Conflict) -> int:
@@ -943,8 +1242,9 @@ class FieldOwnershipAdmin(admin.ModelAdmin):
 class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """The append-only resolution log, read-only."""
 
-    list_display = ["at", "conflict_link", "action", "strategy", "by"]
-    list_filter = ["action", "strategy", ("at", admin.DateFieldListFilter)]
+    list_display = ["when", "conflict_link", "organization_name", "action", "strategy", "by"]
+    list_display_links = ["when"]
+    list_filter = [ResolutionOrganizationFilter, "action", "strategy", ("at", admin.DateFieldListFilter)]
     list_select_related = ["by"]
     search_fields = ["conflict_id"]
     exact_search_fields = ("conflict_id",)
@@ -952,6 +1252,38 @@ class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAd
     ordering = ["-at", "-id"]
     fields = ["conflict_link", "action", "strategy", "by", "at", "resolved_change_pretty"]
     readonly_fields = fields
+
+    class Media:
+        css = LIST_CSS
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The changelist that names its rows."""
+        return NamedChangeList
+
+    def attach_row_names(self, rows: list[ConflictResolution]) -> None:
+        """Each entry's organization: its conflict's (page, team) and that pair's sync state (two
+        queries). An entry whose conflict was deleted since has none."""
+        pairs = {
+            pk: (page, team)
+            for pk, page, team in Conflict.objects.filter(
+                pk__in={row.conflict_id for row in rows}
+            ).values_list("pk", "confluence_page_id", "linear_team_id")
+        }
+        by_pair = organizations_of_pairs(
+            SimpleNamespace(confluence_page_id=page, linear_team_id=team) for page, team in pairs.values()
+        )
+        for row in rows:
+            row.organization_of_conflict = by_pair.get(pairs.get(row.conflict_id, ("", "")))
+
+    @admin.display(description="at", ordering="at")
+    def when(self, entry: ConflictResolution) -> str:
+        """``at`` in the console's date format."""
+        return when(entry.at)
+
+    @admin.display(description="organization")
+    def organization_name(self, entry: ConflictResolution) -> str:
+        """The organization of the entry's conflict (none once the conflict is deleted)."""
+        return organization_html(getattr(entry, "organization_of_conflict", None))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         """Entries without their JSON on the list; the detail page loads it."""
@@ -981,20 +1313,61 @@ class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAd
 class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every (page, team) pair: when it last synced, its status and its unresolved conflicts."""
 
+    # The date is the link to the state's page: the other columns hold links of their own.
     list_display = [
-        "confluence_page_id",
-        "linear_team_id",
-        "organization",
+        "last_synced",
+        "page",
+        "team",
+        "organization_name",
         "status",
-        "last_synced_at",
         "unresolved_conflicts",
     ]
-    list_filter = ["status", ("last_synced_at", admin.DateFieldListFilter)]
+    list_filter = [OrganizationFilter, "status", ("last_synced_at", admin.DateFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["confluence_page_id", "linear_team_id"]
     exact_search_fields = ("confluence_page_id", "linear_team_id")
-    search_help_text = "Exact Confluence page id or Linear team id."
+    search_help_text = (
+        "Page title, team name or key, or part of a page or team id (three characters or more)."
+    )
     ordering = ["-last_synced_at", "confluence_page_id", "linear_team_id"]
+
+    class Media:
+        css = LIST_CSS
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The changelist that names its rows."""
+        return NamedChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Names and id fragments, as on the sync history (the table has one row per pair: a scan is fine)."""
+        return search_history(queryset, search_term), False
+
+    def attach_row_names(self, rows: list[SyncState]) -> None:
+        """Team and page names from the row's organization's directory (two queries)."""
+        attach_names(rows, organization=lambda row: row.organization, team_id=lambda row: row.linear_team_id)
+
+    @admin.display(description="Confluence page", ordering="confluence_page_id")
+    def page(self, state: SyncState) -> str:
+        """The page's title, linked to Confluence; its id on hover (the id where no title is known)."""
+        return page_html(state.names.page if hasattr(state, "names") else None, state.confluence_page_id)
+
+    @admin.display(description="Linear team", ordering="linear_team_id")
+    def team(self, state: SyncState) -> str:
+        """The team's name and key; its id on hover."""
+        return team_html(state.names.team if hasattr(state, "names") else None, state.linear_team_id)
+
+    @admin.display(description="organization", ordering="organization__name")
+    def organization_name(self, state: SyncState) -> str:
+        """The organization's name, linked to its page."""
+        return organization_html(state.organization)
+
+    @admin.display(description="last synced", ordering="last_synced_at")
+    def last_synced(self, state: SyncState) -> str:
+        """``last_synced_at`` in the console's date format."""
+        return when(state.last_synced_at, empty="never")
+
     readonly_fields = [
         "organization",
         "confluence_page_id",
@@ -1029,19 +1402,71 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
     # page shows each counter.
     list_display = [
         "synced",
-        "confluence_page_id",
-        "linear_team_id",
+        "organization_name",
+        "page",
+        "team",
         "success",
         "changes",
         "short_error",
     ]
     list_display_links = ["synced"]
-    list_filter = [SyncOutcomeFilter, ("synced_at", admin.DateFieldListFilter), PageFilter, TeamFilter]
-    # No list_select_related: the list shows no organization, so joining it would be wasted work.
+    list_filter = [
+        SyncOutcomeFilter,
+        OrganizationFilter,
+        ("synced_at", admin.DateFieldListFilter),
+        PageFilter,
+        TeamFilter,
+    ]
+    # No list_select_related: a JOIN on a table of millions of runs; the page's organizations are read
+    # by key in attach_row_names.
     search_fields = ["confluence_page_id", "linear_team_id"]
     exact_search_fields = ("confluence_page_id", "linear_team_id")
-    search_help_text = "Exact Confluence page id or Linear team id."
+    search_help_text = (
+        "Find sync runs by Confluence page title, Linear team name or key, or part of a page or team "
+        "id (three characters or more). The filters on the right show only failed runs, one "
+        "organization, one page or one team."
+    )
     ordering = ["-synced_at", "-id"]
+
+    class Media:
+        css = LIST_CSS
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The changelist that names its rows."""
+        return NamedChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Names and id fragments (trigram-indexed on PostgreSQL)."""
+        return search_history(queryset, search_term), False
+
+    def attach_row_names(self, rows: list[SyncHistory]) -> None:
+        """The page's organizations by key (one query), then team and page names (two queries)."""
+        organizations = Organization.objects.in_bulk(
+            {row.organization_id for row in rows if row.organization_id}
+        )
+        attach_names(
+            rows,
+            organization=lambda row: organizations.get(row.organization_id),
+            team_id=lambda row: row.linear_team_id,
+        )
+
+    @admin.display(description="organization", ordering="organization__name")
+    def organization_name(self, entry: SyncHistory) -> str:
+        """The organization's name, linked to its page."""
+        return organization_html(entry.names.organization if hasattr(entry, "names") else None)
+
+    @admin.display(description="Confluence page", ordering="confluence_page_id")
+    def page(self, entry: SyncHistory) -> str:
+        """The page's title, linked to Confluence; its id on hover."""
+        return page_html(entry.names.page if hasattr(entry, "names") else None, entry.confluence_page_id)
+
+    @admin.display(description="Linear team", ordering="linear_team_id")
+    def team(self, entry: SyncHistory) -> str:
+        """The team's name and key; its id on hover."""
+        return team_html(entry.names.team if hasattr(entry, "names") else None, entry.linear_team_id)
+
     readonly_fields = [
         "organization",
         "confluence_page_id",
@@ -1053,16 +1478,39 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
         "confluence_changes",
         "conflicts_detected",
         "conflicts_resolved",
-        "direction",
-        "deleted_issues",
-        "synced_at",
+        "imported_direction",
+        "imported_deletions",
+        "synced",
     ]
     fields = readonly_fields
 
+    #: Above the list: what a sync run is, in the operator's words (the model's help texts speak of the
+    #: old system's tables).
+    LIST_SUBTITLE = (
+        "Each row is one run of the agent between a Confluence page and a Linear team: when it ran, "
+        "what it created and updated on each side, how many conflicts it found and resolved, and, for a "
+        "failed run, the error it stopped on. Open a run to see every counter and the whole error."
+    )
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The list, titled "Sync history" and explained in one sentence."""
+        extra_context = {"title": "Sync history", "list_intro": self.LIST_SUBTITLE, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="sync direction (runs imported from the old system only)")
+    def imported_direction(self, entry: SyncHistory) -> str:
+        """The old system's direction setting of the run, "—" for runs of this system."""
+        return entry.direction or "—"
+
+    @admin.display(description="issues deleted (runs imported from the old system only)")
+    def imported_deletions(self, entry: SyncHistory) -> str:
+        """Deleted issues as the old system counted them, "—" where it did not."""
+        return "—" if entry.deleted_issues is None else str(entry.deleted_issues)
+
     @admin.display(description="synced at", ordering="synced_at")
     def synced(self, entry: SyncHistory) -> str:
-        """``synced_at`` in local time to the minute."""
-        return date_format(timezone.localtime(entry.synced_at), "Y-m-d H:i")
+        """``synced_at`` in the console's date format (local time, with the zone)."""
+        return when(entry.synced_at)
 
     @admin.display(description="changes")
     def changes(self, entry: SyncHistory) -> str:
@@ -1079,9 +1527,13 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
 
     @admin.display(description="error")
     def short_error(self, entry: SyncHistory) -> str:
-        """The first 80 characters of the error, redacted as in :meth:`error_text`."""
+        """An excerpt of the error (first 120 characters, wrapping), redacted as in :meth:`error_text`;
+        the whole error on hover."""
         error = self.error_text(entry)
-        return error if len(error) <= 80 else error[:79] + "…"
+        if not error:
+            return ""
+        excerpt = error if len(error) <= 120 else error[:119] + "…"
+        return format_html('<span class="excerpt" title="{}">{}</span>', error, excerpt)
 
     @admin.display(description="error")
     def error_text(self, entry: SyncHistory) -> str:
@@ -1100,27 +1552,98 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
 class LinearIssueCacheAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """Cached Linear issues, read-only; the list reads only each issue's title out of the JSON."""
 
-    list_display = ["linear_issue_id", "title", "organization", "last_updated"]
-    list_filter = [("last_updated", admin.DateFieldListFilter)]
+    list_display = ["issue", "team", "organization_name", "updated"]
+    list_display_links = None  # the issue column links to the entry page itself
+    list_filter = [OrganizationFilter, ("last_updated", admin.DateFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["linear_issue_id"]
     exact_search_fields = ("linear_issue_id",)
-    search_help_text = "Exact Linear issue id."
+    search_help_text = (
+        "Title, Linear identifier (PAY-412), team name or key, or part of an issue id (three characters "
+        "or more)."
+    )
     ordering = ["-last_updated", "-id"]
     fields = ["linear_issue_id", "organization", "last_updated", "issue_data_pretty"]
     readonly_fields = fields
 
+    class Media:
+        css = LIST_CSS
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        """The title extracted in SQL; on the list the JSON itself stays in the database."""
-        queryset = super().get_queryset(request).annotate(title_text=KT("issue_data__title"))
+        """Title, identifier, URL and team extracted in SQL; on the list the JSON stays in the database."""
+        queryset = (
+            super()
+            .get_queryset(request)
+            .annotate(
+                title_text=KT("issue_data__title"),
+                identifier_text=KT("issue_data__identifier"),
+                url_text=KT("issue_data__url"),
+                team_id_text=KT("issue_data__team__id"),
+            )
+        )
         if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
             queryset = queryset.defer("issue_data")
         return queryset
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The changelist that names its rows."""
+        return NamedChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """Titles, identifiers, team names and id fragments (trigram-indexed on PostgreSQL)."""
+        return search_issue_cache(queryset, search_term), False
+
+    def attach_row_names(self, rows: list[LinearIssueCache]) -> None:
+        """The team's name from the organization's directory (one query: cached issues have no page)."""
+        attach_names(
+            rows,
+            organization=lambda row: row.organization,
+            team_id=lambda row: row.team_id_text or "",
+            page_id=lambda row: None,
+        )
 
     @admin.display(description="title", ordering="title_text")
     def title(self, entry: LinearIssueCache) -> str:
         """The issue's title from the cached data."""
         return entry.title_text or ""
+
+    @admin.display(description="issue", ordering="linear_issue_id")
+    def issue(self, entry: LinearIssueCache) -> str:
+        """The title linked to the entry page (issue id on hover), over the identifier linked to Linear."""
+        page = reverse("admin:sync_linearissuecache_change", args=[entry.pk])
+        identifier = entry.identifier_text or short_id(entry.linear_issue_id)
+        if entry.url_text:
+            reference = format_html(
+                '<a href="{}" target="_blank" rel="noopener noreferrer" title="Open in Linear">{}</a>',
+                entry.url_text,
+                identifier,
+            )
+        else:
+            reference = format_html('<span title="{}">{}</span>', entry.linear_issue_id, identifier)
+        return format_html(
+            '<a class="item-title" href="{}" title="{}">{}</a><div class="name-sub">{}</div>',
+            page,
+            entry.linear_issue_id,
+            entry.title_text or entry.linear_issue_id,
+            reference,
+        )
+
+    @admin.display(description="Linear team")
+    def team(self, entry: LinearIssueCache) -> str:
+        """The issue's team by name (from its cached data and the directory)."""
+        return team_html(entry.names.team if hasattr(entry, "names") else None, entry.team_id_text or "")
+
+    @admin.display(description="organization", ordering="organization__name")
+    def organization_name(self, entry: LinearIssueCache) -> str:
+        """The organization's name, linked to its page."""
+        return organization_html(entry.organization)
+
+    @admin.display(description="last updated", ordering="last_updated")
+    def updated(self, entry: LinearIssueCache) -> str:
+        """``last_updated`` in the console's date format."""
+        return when(entry.last_updated)
 
     @admin.display(description="issue data")
     def issue_data_pretty(self, entry: LinearIssueCache) -> str:

@@ -18,9 +18,11 @@ from planning.models import PlanningSession, ProgramIncrement
 from sync.models import (
     Conflict,
     ConflictResolution,
+    ConfluencePage,
     FieldOwnership,
     ItemSnapshot,
     LinearIssueCache,
+    LinearTeam,
     SyncHistory,
     SyncState,
 )
@@ -128,6 +130,8 @@ _NOT_API = {"save", "delete", "update", "clean", "get_queryset"}
         LinearIssueCache,
         ItemSnapshot,
         FieldOwnership,
+        LinearTeam,
+        ConfluencePage,
     ],
     ids=lambda model: model.__name__,
 )

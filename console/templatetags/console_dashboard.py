@@ -11,8 +11,11 @@ register = template.Library()
 
 @register.inclusion_tag("console/dashboard.html", takes_context=True)
 def console_dashboard(context: dict[str, Any]) -> dict[str, Any]:
-    """Render the panels the requesting user may see."""
-    return {"dashboard": build_dashboard(context["request"].user)}
+    """Render the panels the requesting user may see, for one organization with ``?organization=<pk>``."""
+    request = context["request"]
+    value = request.GET.get("organization", "")
+    organization = int(value) if value.isdigit() and len(value) < 19 else None
+    return {"dashboard": build_dashboard(request.user, organization=organization)}
 
 
 @register.filter

@@ -11,7 +11,7 @@ The public API mirrors the old TypeScript functions (see ``shared/legacy-schema.
 
 One module per concern: ``values`` (checks of stored JSON and ids), ``state``, ``conflicts`` (with the
 resolution log), ``snapshots`` (three-way sync: last-synced items and field ownership), ``history``,
-``cache``. Import every public name from ``sync.models``.
+``cache``, ``directory`` (names of teams and pages). Import every public name from ``sync.models``.
 
 Timestamps default to ``timezone.now`` instead of ``auto_now``/``auto_now_add`` so that the legacy import
 can keep the old rows' times; the write methods here set ``updated_at`` themselves.
@@ -30,6 +30,14 @@ from sync.models.conflicts import (
     ResolutionAction,
     ResolutionStrategy,
     clean_resolution,
+)
+from sync.models.directory import (
+    ConfluencePage,
+    ConfluencePageManager,
+    ConfluencePageQuerySet,
+    LinearTeam,
+    LinearTeamManager,
+    LinearTeamQuerySet,
 )
 from sync.models.history import SyncHistory, SyncHistoryManager, SyncHistoryQuerySet
 from sync.models.snapshots import (
@@ -64,6 +72,9 @@ __all__ = [
     "ConflictQuerySet",
     "ConflictResolution",
     "ConflictResolutionQuerySet",
+    "ConfluencePage",
+    "ConfluencePageManager",
+    "ConfluencePageQuerySet",
     "FieldOwner",
     "FieldOwnership",
     "FieldOwnershipManager",
@@ -74,6 +85,9 @@ __all__ = [
     "LinearIssueCache",
     "LinearIssueCacheManager",
     "LinearIssueCacheQuerySet",
+    "LinearTeam",
+    "LinearTeamManager",
+    "LinearTeamQuerySet",
     "ResolutionAction",
     "ResolutionStrategy",
     "SyncHistory",

@@ -11,9 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Organization, User
 from console.dashboard import build_dashboard, short_duration
 from planning.models import PlanningSession
+from sync.models import ConfluencePage, LinearTeam, SyncState
 from tests.factories import (
     make_conflict,
     make_confluence_token,
@@ -60,6 +61,14 @@ def _world(scale: int) -> None:
     for i in range(scale):
         _conflicts(f"page-{i}", f"team-{i}", 2, resolved=1)
         org = make_organization(name=f"Org {i}")
+        # The pair belongs to the organization, is named in its directory and its last sync failed.
+        SyncState.objects.filter(confluence_page_id=f"page-{i}").update(organization=org, status="failed")
+        LinearTeam.objects.upsert_many(
+            org.linear_id, [{"id": f"team-{i}", "key": f"T{i}", "name": f"Team {i}"}]
+        )
+        ConfluencePage.objects.upsert_many(
+            org.linear_id, [{"id": f"page-{i}", "title": f"Page {i}", "url": f"https://x.example/{i}"}]
+        )
         _sessions("processing", 1, organization=org)
         _sessions("failed", 1, organization=org)
         _sessions("completed", 1, organization=org)
@@ -76,7 +85,8 @@ def test_conflict_panel_counts_unresolved_per_pair_most_first(admin_client):
     panel = _panel(html, "console-conflicts")
     assert '<span class="console-total">6</span>' in panel
     rows = re.findall(
-        r'<td><a href="([^"]+)">([^<]+)</a></td>\s*<td class="console-id" title="([^"]+)">[^<]*</td>\s*'
+        r'<td class="console-main"><a href="([^"]+)" title="[^"]*">([^<]+)</a></td>\s*'
+        r'<td class="console-id" title="([^"]+)">[^<]*</td>\s*'
         r'<td class="console-num"><a href="[^"]+">(\d+)</a></td>',
         panel,
     )
@@ -187,18 +197,30 @@ def test_index_query_count_is_constant_as_data_grows(admin_client):
     _world(12)
     large = index_queries()
     assert large == small
-    # Session and user, the admin log of the sidebar, and the dashboard's thirteen.
-    assert small == 16
+    # Session and user, the admin log of the sidebar, and the dashboard's seventeen.
+    assert small == 20
 
 
 @pytest.mark.django_db
-def test_dashboard_costs_thirteen_queries(admin_user, django_assert_num_queries):
+def test_dashboard_costs_seventeen_queries(admin_user, django_assert_num_queries):
     _world(3)
     make_conflict()  # one without a pair: counted apart from the per-pair counters
-    # Eleven, and one per token model for the re-authorization panel.
-    with django_assert_num_queries(13):
+    # Organizations; conflicts 4, failures 1, names 2 (teams, pages); sessions 3; tokens 4;
+    # re-authorization 2 (one per token model).
+    with django_assert_num_queries(17):
         dashboard = build_dashboard(admin_user)
     assert dashboard.conflicts.total == 7
+    assert [(p.page_title, p.team_name, p.organization, p.count) for p in dashboard.conflicts.pairs] == [
+        ("Page 0", "Team 0 (T0)", "Org 0", 2),
+        ("Page 1", "Team 1 (T1)", "Org 1", 2),
+        ("Page 2", "Team 2 (T2)", "Org 2", 2),
+        ("", "", "", 1),
+    ]
+    assert sorted((r.page_title, r.team_name, r.organization) for r in dashboard.failures.rows) == [
+        ("Page 0", "Team 0 (T0)", "Org 0"),
+        ("Page 1", "Team 1 (T1)", "Org 1"),
+        ("Page 2", "Team 2 (T2)", "Org 2"),
+    ]
     assert [(g.status, g.count) for g in dashboard.sessions] == [("processing", 3), ("failed", 3)]
     assert [(c.kind, c.state, c.count) for c in dashboard.tokens.counts] == [
         ("Linear token", "expired", 3),
@@ -257,6 +279,48 @@ def test_site_header_and_title(admin_client):
 )
 def test_short_duration(delta, text):
     assert short_duration(delta) == text
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_names_with_ids_on_hover_and_links_to_failed_runs(admin_client):
+    _world(1)
+    html = admin_client.get(INDEX).content.decode()
+    conflicts = _panel(html, "console-conflicts")
+    assert (
+        '<td class="console-main">'
+        '<a href="/admin/sync/conflict/?confluence_page_id=page-0&amp;linear_team_id=team-0" '
+        'title="page-0">Page 0</a><div class="console-sub">Org 0</div></td>'
+    ) in conflicts
+    assert '<td class="console-name" title="team-0">Team 0 (T0)</td>' in conflicts
+    failures = _panel(html, "console-failures")
+    assert (
+        'href="/admin/sync/synchistory/?outcome=failed&amp;confluence_page_id=page-0&amp;linear_team_id=team-0"'
+    ) in failures
+    assert "Team 0 (T0) · Org 0" in failures
+    assert re.search(r'<td class="console-when console-expired">\d{4}-\d\d-\d\d \d\d:\d\d UTC</td>', failures)
+
+
+@pytest.mark.django_db
+def test_dashboard_narrows_every_panel_to_one_organization(admin_client, admin_user):
+    _world(2)
+    make_conflict()  # no pair, no organization: left out when one organization is chosen
+    org = Organization.objects.get(name="Org 1")
+    dashboard = build_dashboard(admin_user, organization=org.pk)
+    assert [(p.page_title, p.count) for p in dashboard.conflicts.pairs] == [("Page 1", 2)]
+    assert dashboard.conflicts.total == 2
+    assert [r.organization for r in dashboard.failures.rows] == ["Org 1"]
+    assert [(g.status, g.count) for g in dashboard.sessions] == [("processing", 1), ("failed", 1)]
+    assert {row.organization for row in dashboard.tokens.rows} == {"Org 1"}
+    assert dashboard.organization == "Org 1"
+
+    html = admin_client.get(INDEX, {"organization": org.pk}).content.decode()
+    nav = re.search(r'<nav id="console-organizations".*?</nav>', html, re.S).group(0)
+    assert f'<a href="/admin/?organization={org.pk}" class="console-selected" aria-current="true"' in nav
+    assert '<a href="/admin/">All organizations</a>' in nav
+    assert "Page 0" not in _panel(html, "console-conflicts")
+    # A tampered value is ignored: every organization.
+    assert build_dashboard(admin_user).conflicts.total == 5
+    assert admin_client.get(INDEX, {"organization": "x' OR 1"}).status_code == 200
 
 
 # --- tokens needing re-authorization ---------------------------------------------------------------

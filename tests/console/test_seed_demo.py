@@ -20,18 +20,56 @@ from planning.models import (
     ProgramIncrement,
     Story,
 )
-from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
+from sync.models import (
+    Conflict,
+    ConflictResolution,
+    ConfluencePage,
+    LinearIssueCache,
+    LinearTeam,
+    SyncHistory,
+    SyncState,
+)
 
 MODELS = [
-    Organization, LinearToken, ConfluenceToken, ProgramIncrement, PIFeature, PIObjective, PIRisk,
-    PlanningSession, Feature, Story, Enabler, Conflict, ConflictResolution, SyncState, SyncHistory,
+    Organization,
+    LinearToken,
+    ConfluenceToken,
+    ProgramIncrement,
+    PIFeature,
+    PIObjective,
+    PIRisk,
+    PlanningSession,
+    Feature,
+    Story,
+    Enabler,
+    Conflict,
+    ConflictResolution,
+    SyncState,
+    SyncHistory,
     LinearIssueCache,
+    LinearTeam,
+    ConfluencePage,
 ]
 
 EXPECTED_COUNTS = {
-    "Organization": 3, "LinearToken": 3, "ConfluenceToken": 3, "ProgramIncrement": 9, "PIFeature": 12,
-    "PIObjective": 9, "PIRisk": 9, "PlanningSession": 12, "Feature": 12, "Story": 24, "Enabler": 15,
-    "Conflict": 23, "ConflictResolution": 11, "SyncState": 7, "SyncHistory": 42, "LinearIssueCache": 10,
+    "Organization": 3,
+    "LinearToken": 3,
+    "ConfluenceToken": 3,
+    "ProgramIncrement": 9,
+    "PIFeature": 12,
+    "PIObjective": 9,
+    "PIRisk": 9,
+    "PlanningSession": 12,
+    "Feature": 12,
+    "Story": 24,
+    "Enabler": 15,
+    "Conflict": 23,
+    "ConflictResolution": 11,
+    "SyncState": 7,
+    "SyncHistory": 42,
+    "LinearIssueCache": 10,
+    "LinearTeam": 5,
+    "ConfluencePage": 4,
 }
 
 
@@ -73,16 +111,18 @@ def test_second_run_adds_nothing_and_is_cheap(django_assert_max_num_queries):
 @pytest.mark.django_db
 def test_sessions_cover_every_status_with_their_results():
     seed()
-    by_status = dict(
-        PlanningSession.objects.values_list("status").annotate(n=Count("id")).order_by("status")
-    )
+    by_status = dict(PlanningSession.objects.values_list("status").annotate(n=Count("id")).order_by("status"))
     assert by_status == {"completed": 3, "failed": 3, "pending": 3, "processing": 3}
     completed = PlanningSession.objects.completed().first()
     assert completed.progress == 100
     assert completed.features.count() == 3
     assert Story.objects.filter(planning_feature__planning_session=completed).count() == 7
     assert sorted(completed.enablers.values_list("enabler_type", flat=True)) == [
-        "architecture", "compliance", "exploration", "infrastructure", "technical_debt",
+        "architecture",
+        "compliance",
+        "exploration",
+        "infrastructure",
+        "technical_debt",
     ]
     assert list(PlanningSession.objects.in_progress().values_list("progress", flat=True)) == [65, 65, 65]
     failed = PlanningSession.objects.failed().first()
@@ -128,7 +168,10 @@ def test_conflicts_are_realistic_and_counts_consistent():
     assert story.differing_field_count == 5
     assert story.linear_change["itemData"]["assignee"]["name"] == "Zoë Åkesson"
     assert sorted(Conflict.objects.values_list("item_type", flat=True).distinct()) == [
-        "enabler", "epic", "feature", "story",
+        "enabler",
+        "epic",
+        "feature",
+        "story",
     ]
     # The sync app's per-pair counter agrees with the conflicts.
     for state in SyncState.objects.all():
@@ -147,3 +190,23 @@ def test_refuses_with_debug_off(settings):
     assert Organization.objects.count() == 0
     call_command("seed_demo", "--allow-production", stdout=StringIO())
     assert Organization.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_the_directory_names_every_synced_team_and_page_and_items_carry_titles_and_links():
+    seed()
+    for state in SyncState.objects.select_related("organization"):
+        team = LinearTeam.objects.get(organization=state.organization, linear_team_id=state.linear_team_id)
+        page = ConfluencePage.objects.get(
+            organization=state.organization, confluence_page_id=state.confluence_page_id
+        )
+        assert team.name and team.key and not team.name.startswith(state.linear_team_id)
+        assert page.url.startswith("https://") and f"/pages/{state.confluence_page_id}/" in page.url
+    payments = LinearTeam.objects.get(key="PAY")
+    assert payments.name == "Payments"
+    assert payments.organization.name == "Northwind Traders (demo)"
+    for conflict in Conflict.objects.all():
+        data = conflict.linear_change["itemData"]
+        assert data["title"] and data["identifier"].split("-")[0] in {"NW", "PAY", "ROUTE", "WH", "CORE"}
+        assert data["url"] == f"https://linear.app/{data['url'].split('/')[3]}/issue/{data['identifier']}"
+    assert LinearIssueCache.objects.filter(issue_data__url__startswith="https://linear.app/").count() == 10
