@@ -9,8 +9,9 @@ The public API mirrors the old TypeScript functions (see ``shared/legacy-schema.
   plus ``conflict.resolve()`` / ``conflict.reopen()``;
 - ``recordSyncHistory`` / ``getSyncHistory`` → ``SyncHistory.objects.record`` / ``for_pair``.
 
-One module per concern: ``values`` (checks of stored JSON and ids), ``state``, ``conflicts`` (with the
-resolution log), ``history``, ``cache``. Import every public name from ``sync.models``.
+One module per concern: ``values`` (checks of stored JSON and ids), ``leases`` (worker leases and
+back-off), ``state``, ``conflicts`` (with the resolution log), ``history``, ``cache``. Import every
+public name from ``sync.models``.
 
 Timestamps default to ``timezone.now`` instead of ``auto_now``/``auto_now_add`` so that the legacy import
 can keep the old rows' times; the write methods here set ``updated_at`` themselves.
@@ -30,6 +31,7 @@ from sync.models.conflicts import (
     clean_resolution,
 )
 from sync.models.history import SyncHistory, SyncHistoryManager, SyncHistoryQuerySet
+from sync.models.leases import LeaseLost, retry_delay
 from sync.models.state import SyncState, SyncStateManager, SyncStateQuerySet, SyncStatus
 from sync.models.values import (
     CHANGE_REQUIRED_KEYS,
@@ -49,6 +51,7 @@ __all__ = [
     "ConflictQuerySet",
     "ConflictResolution",
     "ConflictResolutionQuerySet",
+    "LeaseLost",
     "LinearIssueCache",
     "LinearIssueCacheManager",
     "LinearIssueCacheQuerySet",
@@ -65,4 +68,5 @@ __all__ = [
     "clean_change",
     "clean_json",
     "clean_resolution",
+    "retry_delay",
 ]
