@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -12,12 +13,14 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import Organization
 from accounts.validation import (
     clean_identifier,
     clean_optional_identifier,
 )
 from config.db import FastLoadMixin
 from sync.diff import DiffRow, differing_field_count, item_data_diff, json_equal
+from sync.models.snapshots import clean_field_path
 from sync.models.state import SyncState
 from sync.models.values import (
     ITEM_TYPE_MAX_LENGTH,
@@ -34,6 +37,23 @@ class ResolutionStrategy(models.TextChoices):
     LINEAR = "linear", "Keep Linear"
     CONFLUENCE = "confluence", "Keep Confluence"
     MANUAL = "manual", "Manual (operator-written)"
+    FIELDS = "fields", "Picked per field"
+    NEWEST = "newest", "Keep the newest change"
+    MERGED = "merged", "Merged automatically"
+
+
+class ConflictChanged(ValidationError):
+    """A resolution was asked against a version of the conflict that is no longer its content."""
+
+    def __init__(self, conflict: Conflict, expected_version: int) -> None:
+        super().__init__(
+            f"Conflict {conflict.pk!r} changed since it was read: expected version {expected_version}, "
+            f"it is now version {conflict.version}. Read it again and decide on what it says now.",
+            code="conflict_changed",
+        )
+        self.conflict = conflict
+        self.expected_version = expected_version
+        self.current_version = conflict.version
 
 
 class ConflictAlreadyResolved(ValidationError):
@@ -60,6 +80,15 @@ def _build_resolved_change(conflict: Conflict, strategy: str, resolved_change: A
         winner = resolved_change
     # As the old resolveConflict did: {...winningChange, id: `resolved-${conflictId}`}.
     return {**winner, "id": f"resolved-{conflict.pk}"}
+
+
+def clean_conflicting_fields(value: Any) -> list[str]:
+    """A sorted list of distinct dotted field paths (``None`` is no list: ``[]``)."""
+    if value is None:
+        return []
+    if isinstance(value, str | bytes | dict) or not isinstance(value, Sequence | set | frozenset):
+        raise ValueError(f"conflicting_fields must be a list of field paths, not {type(value).__name__}.")
+    return sorted({clean_field_path(path, f"conflicting_fields[{n}]") for n, path in enumerate(value)})
 
 
 def clean_resolution(strategy: Any, resolved_change: Any) -> tuple[str, dict[str, Any] | None]:
@@ -97,6 +126,10 @@ class ConflictQuerySet(models.QuerySet["Conflict"]):
             qs = qs.filter(linear_team_id=team)
         return qs
 
+    def for_organization(self, organization_id: str) -> ConflictQuerySet:
+        """Conflicts of one organization (by its Linear organization id); rows without one excluded."""
+        return self.filter(organization__linear_id=clean_identifier(organization_id, "organization_id"))
+
     def unresolved(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
         """Unresolved conflicts, newest (``created_at``) first, as the old getUnresolvedConflicts."""
         return (
@@ -123,6 +156,9 @@ class ConflictManager(models.Manager["Conflict"]):
         confluence_change: Any,
         confluence_page_id: Any = None,
         linear_team_id: Any = None,
+        organization_id: str | None = None,
+        base_change: dict[str, Any] | None = None,
+        conflicting_fields: Sequence[str] | None = None,
     ) -> Conflict:
         """Insert or update the conflict with this id (the old storeConflict); race-safe.
 
@@ -131,6 +167,13 @@ class ConflictManager(models.Manager["Conflict"]):
         ``None`` for page or team keeps what the row has; a value sets it. The pair's SyncState row is
         created when absent (both page and team given) so its ``conflict_count`` is right from the
         first conflict on.
+
+        Three-way sync (``sync.services.reconcile``) also passes ``organization_id`` (the Linear
+        organization id; a conflict of another organization with this id is refused),
+        ``base_change`` (the last-synced snapshot as a change, or ``None``) and
+        ``conflicting_fields`` (the paths a person must decide; ``differing_field_count`` is then
+        their number). The content is both changes, the base and the conflicting fields: when a store
+        changes it, ``version`` goes up by one.
         """
         conflict_id = clean_identifier(conflict_id, "conflict_id")
         linear_change = clean_change(linear_change, "linear_change")
@@ -143,10 +186,20 @@ class ConflictManager(models.Manager["Conflict"]):
             )
         page = clean_optional_identifier(confluence_page_id, "confluence_page_id")
         team = clean_optional_identifier(linear_team_id, "linear_team_id")
+        organization_linear_id = clean_optional_identifier(organization_id, "organization_id")
+        if base_change is not None:
+            base_change = clean_change(base_change, "base_change")
+        fields = clean_conflicting_fields(conflicting_fields)
         item_type = linear_change.get("itemType") or confluence_change.get("itemType") or ""
-        count = differing_field_count(linear_change["itemData"], confluence_change["itemData"])
+        if conflicting_fields is None:
+            count = differing_field_count(linear_change["itemData"], confluence_change["itemData"])
+        else:
+            count = len(fields)
 
         with transaction.atomic():
+            organization = (
+                Organization.objects.ensure(organization_linear_id) if organization_linear_id else None
+            )
             conflict = self.select_for_update().filter(pk=conflict_id).first()
             if conflict is None:
                 now = timezone.now()
@@ -163,6 +216,9 @@ class ConflictManager(models.Manager["Conflict"]):
                             item_type=item_type,
                             item_id=linear_change["itemId"],
                             differing_field_count=count,
+                            organization=organization,
+                            base_change=base_change,
+                            conflicting_fields=fields,
                             created_at=now,
                             updated_at=now,
                         )
@@ -180,6 +236,9 @@ class ConflictManager(models.Manager["Conflict"]):
                 team=team,
                 item_type=item_type,
                 differing=count,
+                organization=organization,
+                base_change=base_change,
+                conflicting_fields=fields,
             )
 
     def discard(self, conflict_id: Any) -> bool:
@@ -226,7 +285,25 @@ class Conflict(FastLoadMixin, models.Model):
     item_type = models.CharField(max_length=ITEM_TYPE_MAX_LENGTH, blank=True, default="")
     item_id = models.CharField(max_length=255, blank=True, default="")
     differing_field_count = models.PositiveIntegerField(
-        default=0, help_text="Top-level itemData keys that differ between the two sides."
+        default=0,
+        help_text="Conflicting field paths (three-way), or top-level itemData keys that differ (no base).",
+    )
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="conflicts",
+        help_text="Empty only for rows imported from the old system, which had no organization.",
+    )
+    version = models.PositiveIntegerField(
+        default=1, help_text="+1 whenever a store changes the content; resolutions check it."
+    )
+    base_change = models.JSONField(
+        null=True, blank=True, help_text="What both sides last agreed on (the snapshot), when known."
+    )
+    conflicting_fields = models.JSONField(
+        default=list, blank=True, help_text="Field paths both sides changed differently (three-way)."
     )
     is_resolved = models.BooleanField(default=False)
     resolution_strategy = models.CharField(
@@ -266,6 +343,7 @@ class Conflict(FastLoadMixin, models.Model):
                 condition=Q(differing_field_count__gte=0),
                 name="sync_conflict_differing_field_count_non_negative",
             ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="sync_conflict_version_positive"),
         ]
         indexes = [
             # unresolved() newest first, and the console's default changelist.
@@ -295,6 +373,7 @@ class Conflict(FastLoadMixin, models.Model):
             models.Index(fields=["item_type"], name="sync_conflict_item_type_idx"),
             models.Index(fields=["item_id"], name="sync_conflict_item_id_idx"),
             models.Index(fields=["created_at"], name="sync_conflict_created_at_idx"),
+            models.Index(fields=["organization", "item_id"], name="sync_conflict_org_item_idx"),
         ]
 
     def __str__(self) -> str:
@@ -402,28 +481,47 @@ class Conflict(FastLoadMixin, models.Model):
         team: str | None,
         item_type: str,
         differing: int,
+        organization: Organization | None = None,
+        base_change: dict[str, Any] | None = None,
+        conflicting_fields: list[str] | None = None,
     ) -> Conflict:
         """The update half of ``store`` on this locked row."""
         old_pair = self.pair
         changed_fields: list[str] = []
+        if organization is not None and self.organization_id != organization.pk:
+            if self.organization_id is not None:
+                raise ValidationError(
+                    f"Conflict {self.pk!r} belongs to another organization; it cannot be stored for "
+                    f"{organization.linear_id!r}.",
+                    code="other_organization",
+                )
+            self.organization = organization
+            changed_fields.append("organization")
         if page is not None and page != self.confluence_page_id:
             self.confluence_page_id = page
             changed_fields.append("confluence_page_id")
         if team is not None and team != self.linear_team_id:
             self.linear_team_id = team
             changed_fields.append("linear_team_id")
-        same_changes = json_equal(self.linear_change, linear_change) and json_equal(
-            self.confluence_change, confluence_change
+        conflicting_fields = conflicting_fields or []
+        same_changes = (
+            json_equal(self.linear_change, linear_change)
+            and json_equal(self.confluence_change, confluence_change)
+            and json_equal(self.base_change, base_change)
+            and list(self.conflicting_fields or []) == conflicting_fields
         )
         now = timezone.now()
         if not same_changes:
             self.linear_change = linear_change
             self.confluence_change = confluence_change
+            self.base_change = base_change
+            self.conflicting_fields = conflicting_fields
             self.item_type = item_type
             self.item_id = linear_change["itemId"]
             self.differing_field_count = differing
+            self.version += 1
             changed_fields += ["linear_change", "confluence_change", "item_type", "item_id"]
-            changed_fields.append("differing_field_count")
+            changed_fields += ["differing_field_count", "base_change", "conflicting_fields", "version"]
             if self.is_resolved:
                 self._reopen(by=None, at=now)
                 changed_fields += _RESOLUTION_FIELDS

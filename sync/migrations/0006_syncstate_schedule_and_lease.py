@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_created_at_returned_by_upserts'),
-        ('sync', '0004_ids_not_empty'),
+        ('sync', '0005_three_way_sync'),
     ]
 
     operations = [
