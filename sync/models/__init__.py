@@ -11,7 +11,8 @@ The public API mirrors the old TypeScript functions (see ``shared/legacy-schema.
 
 One module per concern: ``values`` (checks of stored JSON and ids), ``state``, ``conflicts`` (with the
 resolution log), ``snapshots`` (three-way sync: last-synced items and field ownership), ``history``,
-``cache``, ``leases`` (worker leases and back-off). Import every public name from ``sync.models``.
+``cache``, ``leases`` (worker leases and back-off), ``outbox`` (resolutions waiting to be applied).
+Import every public name from ``sync.models``.
 
 Timestamps default to ``timezone.now`` instead of ``auto_now``/``auto_now_add`` so that the legacy import
 can keep the old rows' times; the write methods here set ``updated_at`` themselves.
@@ -33,6 +34,7 @@ from sync.models.conflicts import (
 )
 from sync.models.history import SyncHistory, SyncHistoryManager, SyncHistoryQuerySet
 from sync.models.leases import LeaseLost, retry_delay
+from sync.models.outbox import ResolutionOutboxManager, ResolutionOutboxQuerySet
 from sync.models.snapshots import (
     FieldOwner,
     FieldOwnership,
@@ -77,6 +79,8 @@ __all__ = [
     "LinearIssueCacheManager",
     "LinearIssueCacheQuerySet",
     "ResolutionAction",
+    "ResolutionOutboxManager",
+    "ResolutionOutboxQuerySet",
     "ResolutionStrategy",
     "SyncHistory",
     "SyncHistoryManager",

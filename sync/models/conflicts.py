@@ -20,6 +20,14 @@ from accounts.validation import (
 )
 from config.db import FastLoadMixin
 from sync.diff import DiffRow, differing_field_count, item_data_diff, json_equal
+from sync.models.outbox import (
+    OUTBOX_CONSTRAINTS,
+    OUTBOX_FIELDS,
+    OUTBOX_INDEXES,
+    ResolutionOutbox,
+    ResolutionOutboxManager,
+    ResolutionOutboxQuerySet,
+)
 from sync.models.snapshots import clean_field_path
 from sync.models.state import SyncState
 from sync.models.values import (
@@ -114,7 +122,7 @@ def clean_resolution(strategy: Any, resolved_change: Any) -> tuple[str, dict[str
     return strategy, None
 
 
-class ConflictQuerySet(models.QuerySet["Conflict"]):
+class ConflictQuerySet(ResolutionOutboxQuerySet):
     def for_pair(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
         """Conflicts of a page and/or team; ``None`` leaves that side unfiltered."""
         page = clean_optional_identifier(confluence_page_id, "confluence_page_id")
@@ -147,7 +155,7 @@ class ConflictQuerySet(models.QuerySet["Conflict"]):
         )
 
 
-class ConflictManager(models.Manager["Conflict"]):
+class ConflictManager(ResolutionOutboxManager):
     def store(
         self,
         conflict_id: Any,
@@ -273,7 +281,7 @@ class ConflictManager(models.Manager["Conflict"]):
         return deleted
 
 
-class Conflict(FastLoadMixin, models.Model):
+class Conflict(FastLoadMixin, ResolutionOutbox):
     """A disagreement between Linear and Confluence about one item (old ``conflicts``)."""
 
     id = models.CharField(primary_key=True, max_length=255, help_text="The agent's id, conflict-<itemId>.")
@@ -344,6 +352,7 @@ class Conflict(FastLoadMixin, models.Model):
                 name="sync_conflict_differing_field_count_non_negative",
             ),
             models.CheckConstraint(condition=Q(version__gte=1), name="sync_conflict_version_positive"),
+            *OUTBOX_CONSTRAINTS,
         ]
         indexes = [
             # unresolved() newest first, and the console's default changelist.
@@ -374,6 +383,7 @@ class Conflict(FastLoadMixin, models.Model):
             models.Index(fields=["item_id"], name="sync_conflict_item_id_idx"),
             models.Index(fields=["created_at"], name="sync_conflict_created_at_idx"),
             models.Index(fields=["organization", "item_id"], name="sync_conflict_org_item_idx"),
+            *OUTBOX_INDEXES,
         ]
 
     def __str__(self) -> str:
@@ -450,6 +460,7 @@ class Conflict(FastLoadMixin, models.Model):
         self.resolved_at = at
         self.resolved_by = by
         self.updated_at = at
+        self._withdraw_application()  # a new decision is applied afresh (sync.models.outbox)
         self.save(update_fields=_RESOLUTION_FIELDS)
         ConflictResolution.objects.create(
             conflict_id=self.pk,
@@ -469,6 +480,7 @@ class Conflict(FastLoadMixin, models.Model):
         self.resolved_by = None
         self.resolved_change = None
         self.updated_at = at
+        self._withdraw_application()  # nothing left to apply (sync.models.outbox)
         ConflictResolution.objects.create(conflict_id=self.pk, action=ResolutionAction.REOPENED, by=by, at=at)
         logger.info("Conflict %s reopened by %s", self.pk, by.pk if by else "agent code")
 
@@ -546,6 +558,7 @@ _RESOLUTION_FIELDS = [
     "resolved_by",
     "resolved_change",
     "updated_at",
+    *OUTBOX_FIELDS,
 ]
 
 
