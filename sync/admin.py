@@ -48,6 +48,7 @@ from sync.models import (
     SyncHistory,
     SyncState,
 )
+from sync.models.outbox import NOT_FOR_THE_OUTBOX
 from sync.paginator import EstimatedCountPaginator
 
 logger = logging.getLogger(__name__)
@@ -317,14 +318,78 @@ class ReadOnlyAdminMixin:
         return False
 
 
+# --- Conflict: the resolution outbox (sync.models.outbox) ----------------------------------------
+
+
+class OutboxFilter(admin.SimpleListFilter):
+    """Resolutions waiting to be applied by a worker, applied, or failing to apply."""
+
+    title = "application"
+    parameter_name = "outbox"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """Failing first: that is what operators look for."""
+        return [("failing", "Failing to apply"), ("waiting", "Waiting to be applied"), ("applied", "Applied")]
+
+    def choices(self, changelist: ChangeList) -> Any:
+        """Each link also selects resolved conflicts: only those are applied (the status defaults to open)."""
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "All",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: lookup, ConflictStatusFilter.parameter_name: "resolved"}
+                ),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """``failing_to_apply()``, ``awaiting_application()`` or ``applied()``."""
+        if self.value() == "failing":
+            return queryset.failing_to_apply()
+        if self.value() == "waiting":
+            return queryset.awaiting_application()
+        if self.value() == "applied":
+            return queryset.applied()
+        return queryset
+
+
+class ConflictOutboxAdminMixin:
+    """The changelist column that says where a resolution stands in the outbox."""
+
+    @admin.display(description="application")
+    def application(self, conflict: Conflict) -> str:
+        """Applied (by whom, when), being applied, waiting, or failing with attempts and the last error."""
+        if not conflict.is_resolved or conflict.resolution_strategy in NOT_FOR_THE_OUTBOX:
+            return "—"
+        if conflict.applied_at is not None:
+            when = date_format(timezone.localtime(conflict.applied_at), "Y-m-d H:i")
+            return f"✓ applied by {conflict.applied_by} at {when}"
+        if conflict.apply_lease_owner and conflict.apply_lease_expires_at > timezone.now():
+            return f"being applied by {conflict.apply_lease_owner}"
+        if conflict.apply_attempts:
+            error = redact(conflict.last_apply_error)
+            error = error if len(error) <= 80 else error[:79] + "…"
+            return f"✗ failing ({conflict.apply_attempts} attempts): {error}"
+        return "waiting"
+
+
 @admin.register(Conflict)
-class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """Review conflicts: list unresolved ones, compare the sides, resolve, reopen, bulk resolve."""
 
-    list_display = ["id", "type", "item", "page", "team", "age", "differing_fields", "resolution"]
+    list_display = [
+        *("id", "type", "item", "page", "team", "age", "differing_fields", "resolution"),
+        "application",
+    ]
     list_display_links = ["id"]
     list_filter = [
         ConflictStatusFilter,
+        OutboxFilter,
         "resolution_strategy",
         ItemTypeFilter,
         PageFilter,
@@ -755,12 +820,37 @@ class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAd
         return format_html('<pre class="json-value">{}</pre>', pretty_json(entry.resolved_change))
 
 
-# --- SyncState -----------------------------------------------------------------------------------
+# --- SyncState (schedule, leases and failures of many workers) ----------------------------------
+
+
+class SyncScheduleFilter(admin.SimpleListFilter):
+    """Pairs due now, held by a worker now, or failing (the queryset methods workers use)."""
+
+    title = "schedule"
+    parameter_name = "schedule"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """Failing first: that is what operators look for."""
+        return [("failing", "Failing"), ("leased", "Being synced"), ("due", "Due now")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Filter with ``failing()``, ``leased(now)`` or ``due(now)``."""
+        now = timezone.now()
+        if self.value() == "failing":
+            return queryset.failing()
+        if self.value() == "leased":
+            return queryset.leased(now)
+        if self.value() == "due":
+            return queryset.due(now)
+        return queryset
 
 
 @admin.register(SyncState)
 class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Every (page, team) pair: when it last synced, its status and its unresolved conflicts."""
+    """Every (page, team) pair: last sync, schedule, the worker holding it, failures, conflicts.
+
+    Only ``sync_interval`` can be edited (``sync.change_syncstate``); "Sync now" makes pairs due at once.
+    """
 
     list_display = [
         "confluence_page_id",
@@ -768,25 +858,82 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "organization",
         "status",
         "last_synced_at",
+        "next_sync_at",
+        "lease",
+        "failure_count",
+        "short_last_error",
         "unresolved_conflicts",
+        "history",
     ]
-    list_filter = ["status", ("last_synced_at", admin.DateFieldListFilter)]
+    list_filter = [SyncScheduleFilter, "status", ("last_synced_at", admin.DateFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["confluence_page_id", "linear_team_id"]
     exact_search_fields = ("confluence_page_id", "linear_team_id")
     search_help_text = "Exact Confluence page id or Linear team id."
     ordering = ["-last_synced_at", "confluence_page_id", "linear_team_id"]
+    actions = ["sync_now"]
     readonly_fields = [
         "organization",
         "confluence_page_id",
         "linear_team_id",
         "status",
         "last_synced_at",
+        "next_sync_at",
+        "lease",
+        "failure_count",
+        "last_error_text",
         "unresolved_conflicts",
+        "history",
         "created_at",
         "updated_at",
     ]
-    fields = readonly_fields
+    fields = [*readonly_fields[:4], "sync_interval", *readonly_fields[4:]]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """With ``sync.change_syncstate``: the interval and "Sync now"; every other field stays read-only."""
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
+
+    def save_model(self, request: HttpRequest, obj: SyncState, form: Any, change: bool) -> None:
+        """Write the interval alone: a full save would overwrite a worker's lease written meanwhile."""
+        SyncState.objects.filter(pk=obj.pk).update(sync_interval=obj.sync_interval, updated_at=timezone.now())
+
+    @admin.action(description="Sync now (make the selected pairs due at once)", permissions=["change"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Make the selected pairs due now; a pair a worker holds keeps its lease and runs after it."""
+        count = queryset.schedule_now()
+        self.message_user(
+            request, f"{count} pair(s) will be synced by the next free worker.", messages.SUCCESS
+        )
+
+    @admin.display(description="lease")
+    def lease(self, state: SyncState) -> str:
+        """The worker holding the pair and until when, or "—" (an expired lease says so)."""
+        if not state.lease_owner:
+            return "—"
+        until = date_format(timezone.localtime(state.lease_expires_at), "Y-m-d H:i:s")
+        if state.lease_is_held():
+            return f"{state.lease_owner} until {until}"
+        return f"{state.lease_owner}, expired {until}"
+
+    @admin.display(description="last error")
+    def short_last_error(self, state: SyncState) -> str:
+        """The first 80 characters of the last error, redacted."""
+        error = self.last_error_text(state)
+        return error if len(error) <= 80 else error[:79] + "…"
+
+    @admin.display(description="last error")
+    def last_error_text(self, state: SyncState) -> str:
+        """The last error, with anything that looks like a token redacted (again: older rows)."""
+        return redact(state.last_error or "")
+
+    @admin.display(description="history")
+    def history(self, state: SyncState) -> str:
+        """A link to the pair's sync runs."""
+        url = reverse("admin:sync_synchistory_changelist")
+        query = urlencode(
+            {"confluence_page_id": state.confluence_page_id, "linear_team_id": state.linear_team_id}
+        )
+        return format_html('<a href="{}?{}">runs</a>', url, query)
 
     @admin.display(description="unresolved conflicts", ordering="conflict_count")
     def unresolved_conflicts(self, state: SyncState) -> str:

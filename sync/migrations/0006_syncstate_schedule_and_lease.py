@@ -2,6 +2,7 @@
 
 import datetime
 
+import django.core.validators
 from django.db import migrations, models
 
 import sync.models.state
@@ -43,7 +44,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='syncstate',
             name='sync_interval',
-            field=models.DurationField(default=sync.models.state.default_sync_interval, help_text='Time between two syncs of this pair (at least 1 second).'),
+            field=models.DurationField(default=sync.models.state.default_sync_interval, help_text='Time between two syncs of this pair (at least 1 second), e.g. 00:05:00.', validators=[django.core.validators.MinValueValidator(datetime.timedelta(seconds=1))]),
         ),
         migrations.AddIndex(
             model_name='syncstate',

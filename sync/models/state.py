@@ -10,6 +10,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
@@ -66,6 +67,15 @@ class SyncStateQuerySet(models.QuerySet["SyncState"]):
     def leased(self, at: dt.datetime) -> SyncStateQuerySet:
         """Pairs a worker holds at ``at`` (lease not expired)."""
         return self.filter(lease_expires_at__gt=at)
+
+    def schedule_now(self) -> int:
+        """Make these pairs due at once ("sync now"); the number of rows changed.
+
+        ``next_sync_at`` is cleared (due now, ahead of every overdue pair); a pair a worker holds keeps
+        its lease and is taken by the next claim after the lease ends, unless that worker's release
+        schedules it anew.
+        """
+        return self.update(next_sync_at=None, updated_at=timezone.now())
 
     def failing(self) -> SyncStateQuerySet:
         """Pairs whose last sync failed (``failure_count`` > 0), most failures first."""
@@ -330,7 +340,9 @@ class SyncState(models.Model):
     )
     # Scheduling and the lease of the worker syncing the pair now (claim_due / release).
     sync_interval = models.DurationField(
-        default=default_sync_interval, help_text="Time between two syncs of this pair (at least 1 second)."
+        default=default_sync_interval,
+        validators=[MinValueValidator(dt.timedelta(seconds=1))],
+        help_text="Time between two syncs of this pair (at least 1 second), e.g. 00:05:00.",
     )
     next_sync_at = models.DateTimeField(
         null=True, blank=True, help_text="When the pair is due next; empty means due now."

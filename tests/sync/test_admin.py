@@ -408,7 +408,7 @@ def test_changelist_columns(su_client):
     response = su_client.get(CHANGELIST)
     html = response.content.decode()
     headers = [str(header["text"]) for header in result_headers(response.context["cl"])][1:]
-    assert headers == ["id", "type", "item", "page", "team", "age", "≠ fields", "resolution"]
+    assert headers == ["id", "type", "item", "page", "team", "age", "≠ fields", "resolution", "application"]
     cells = re.findall(r'<td class="field-(\w+)[^"]*">([^<]*)</td>', html)
     assert cells == [
         ("type", "story"),
@@ -417,6 +417,7 @@ def test_changelist_columns(su_client):
         ("team", "team-1"),
         ("age", "0\xa0minutes"),
         ("differing_fields", "3"),
+        ("application", "—"),
     ]  # fmt: skip
 
 

@@ -8,9 +8,12 @@ import threading
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
+from django.utils import timezone
 
 from sync.models import LeaseLost, SyncState, retry_delay
 from sync.models import leases as leases_module
@@ -423,3 +426,108 @@ def test_sixteen_threads_claiming_together_take_each_due_pair_exactly_once():
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM sync_syncstate WHERE lease_owner = ''")
         assert cursor.fetchone() == (0,)
+
+
+# --- admin ------------------------------------------------------------------------------------------------
+
+
+STATES = "admin:sync_syncstate_changelist"
+
+
+def admin_client(*perms: str) -> Client:
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(username=f"staff-{len(perms)}", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="sync", codename__in=perms))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def su_client() -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser(username="root", password=None))
+    return client
+
+
+def test_sync_state_list_shows_schedule_lease_failures_and_a_redacted_error_linked_to_history(
+    su_client, no_jitter
+):
+    now = timezone.now()
+    pairs(2)
+    held, failed = SyncState.objects.claim_due(worker="host-1:42", lease=MINUTE, at=now)
+    failed.release(worker="host-1:42", success=False, error="401 lin_api_abcdefghijklmnop0123", at=now)
+
+    response = su_client.get(reverse(STATES))
+
+    html = response.content.decode()
+    rows = {state.pk: state for state in response.context["cl"].result_list}
+    assert set(rows) == {held.pk, failed.pk}
+    assert "host-1:42 until " in html
+    assert "401 [REDACTED]" in html and "lin_api_" not in html
+    history = f"/admin/sync/synchistory/?confluence_page_id={held.confluence_page_id}&amp;linear_team_id=team"
+    assert f'href="{history}"' in html
+    failing = su_client.get(reverse(STATES), {"schedule": "failing"}).context["cl"].result_list
+    leased = su_client.get(reverse(STATES), {"schedule": "leased"}).context["cl"].result_list
+    assert [s.pk for s in failing] == [failed.pk]
+    assert [s.pk for s in leased] == [held.pk]
+    assert list(su_client.get(reverse(STATES), {"schedule": "due"}).context["cl"].result_list) == []
+
+
+def test_an_expired_lease_is_shown_as_expired(su_client):
+    pairs(1)
+    SyncState.objects.claim_due(worker="gone", lease=SECOND, at=T0)
+    assert "gone, expired 2026-03-01 09:00:01" in su_client.get(reverse(STATES)).content.decode()
+
+
+def test_the_interval_is_the_one_editable_field_and_saving_it_leaves_a_lease_alone(su_client):
+    pairs(1)
+    (state,) = SyncState.objects.claim_due(worker="w1", at=T0)
+    url = reverse("admin:sync_syncstate_change", args=[state.pk])
+
+    page = su_client.get(url).content.decode()
+    response = su_client.post(
+        url, {"sync_interval": "00:10:00", "status": "failed", "lease_owner": "", "failure_count": "9"}
+    )
+
+    assert 'name="sync_interval"' in page and 'name="lease_owner"' not in page
+    assert response.status_code == 302
+    stored = reload(state)
+    assert stored.sync_interval == dt.timedelta(minutes=10)
+    assert (stored.status, stored.lease_owner, stored.failure_count) == ("running", "w1", 0)
+
+
+def test_an_interval_under_a_second_is_a_form_error(su_client):
+    (state,) = pairs(1)
+    response = su_client.post(reverse("admin:sync_syncstate_change", args=[state.pk]), {"sync_interval": "0"})
+    assert response.status_code == 200
+    assert "greater than or equal to 0:00:01" in response.content.decode()
+    assert reload(state).sync_interval == dt.timedelta(seconds=300)
+
+
+def test_sync_now_makes_the_selected_pairs_due_at_once(su_client):
+    a, b = pairs(2, next_sync_at=T0 + dt.timedelta(days=365 * 50))
+    response = su_client.post(
+        reverse(STATES), {"action": "sync_now", "_selected_action": [a.pk]}, follow=True
+    )
+    assert "1 pair(s) will be synced by the next free worker." in response.content.decode()
+    assert reload(a).next_sync_at is None
+    assert reload(b).next_sync_at == T0 + dt.timedelta(days=365 * 50)
+    assert [s.pk for s in SyncState.objects.claim_due(worker="w", at=T0)] == [a.pk]
+
+
+def test_without_change_permission_sync_states_are_read_only_and_add_delete_are_refused(su_client):
+    (state,) = pairs(1, next_sync_at=T0)
+    viewer = admin_client("view_syncstate")
+    url = reverse("admin:sync_syncstate_change", args=[state.pk])
+
+    assert viewer.post(url, {"sync_interval": "00:10:00"}).status_code == 403
+    viewer.post(reverse(STATES), {"action": "sync_now", "_selected_action": [state.pk]})
+    assert b'name="sync_interval"' not in viewer.get(url).content
+    assert su_client.get(reverse("admin:sync_syncstate_add")).status_code == 403
+    delete = reverse("admin:sync_syncstate_delete", args=[state.pk])
+    assert su_client.post(delete, {"post": "yes"}).status_code == 403
+    stored = reload(state)
+    assert (stored.sync_interval, stored.next_sync_at) == (dt.timedelta(seconds=300), T0)
+    assert SyncState.objects.count() == 1

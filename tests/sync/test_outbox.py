@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib
+import re
 import threading
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
+from django.utils import timezone
 
 from sync.models import Conflict, ItemSnapshot, LeaseLost
 from sync.models import leases as leases_module
@@ -411,3 +415,58 @@ def test_sixteen_threads_apply_each_of_three_hundred_resolutions_exactly_once(ap
     assert Conflict.objects.awaiting_application().count() == 0
     assert Conflict.objects.applied().count() == 300
     assert ItemSnapshot.objects.count() == 300
+
+
+# --- admin ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def su_client() -> Client:
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser(username="root", password=None))
+    return client
+
+
+def application_cells(html: str) -> dict[str, str]:
+    row = r'<th class="field-id"><a href="[^"]*">([^<]+)</a></th>.*?'
+    row += r'<td class="field-application">([^<]*)</td>'
+    return dict(re.findall(row, html, re.S))
+
+
+def test_the_conflict_list_filters_and_shows_where_each_resolution_stands(su_client, no_jitter):
+    now = timezone.now()
+    waiting = resolved_conflict("waiting")
+    failing = resolved_conflict("failing")
+    applied = resolved_conflict("applied")
+    held = resolved_conflict("held")
+    make_conflict(item_id="open")
+    for conflict in Conflict.objects.claim_resolutions(worker="w1", at=now):
+        if conflict.pk == failing.pk:
+            conflict.mark_apply_failed(worker="w1", error="503 token=abc123secret", at=now)
+        elif conflict.pk == applied.pk:
+            conflict.mark_applied(worker="w1", at=dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC))
+        elif conflict.pk == waiting.pk:
+            Conflict.objects.filter(pk=conflict.pk).update(apply_lease_owner="", apply_lease_expires_at=None)
+
+    changelist = reverse("admin:sync_conflict_changelist")
+    every = application_cells(su_client.get(changelist, {"status": "all"}).content.decode())
+    by_filter = {}
+    for value in ("waiting", "failing", "applied"):
+        response = su_client.get(changelist, {"outbox": value, "status": "resolved"})
+        by_filter[value] = sorted(c.pk for c in response.context["cl"].result_list)
+
+    assert every == {
+        "conflict-open": "—",
+        waiting.pk: "waiting",
+        failing.pk: "✗ failing (1 attempts): 503 token=[REDACTED]",
+        applied.pk: "✓ applied by w1 at 2026-03-01 09:30",
+        held.pk: "being applied by w1",
+    }
+    assert by_filter == {
+        "waiting": sorted([waiting.pk, failing.pk, held.pk]),
+        "failing": [failing.pk],
+        "applied": [applied.pk],
+    }
+    # The filter's links select resolved conflicts too (the list shows open ones by default).
+    html = su_client.get(changelist).content.decode()
+    assert "?outbox=failing&amp;status=resolved" in html
