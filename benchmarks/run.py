@@ -54,7 +54,7 @@ CONNECTION_SETUPS: list[tuple[str, dict[str, str]]] = [
     ("DB_POOL=true (min 2, max 10)", {"DB_POOL": "true"}),
     ("DB_POOL=true, DB_POOL_MAX_SIZE=16", {"DB_POOL": "true", "DB_POOL_MAX_SIZE": "16"}),
 ]
-GROUPS = ("hot_paths", "bulk", "connections", "admin_scale", "import_throughput")
+GROUPS = ("hot_paths", "bulk", "connections", "admin_scale", "import_throughput", "workers")
 #: Section titles of docs/benchmarks.md, by group.
 GROUP_TITLES = {
     "hot_paths": "API hot paths against raw SQL",
@@ -63,6 +63,7 @@ GROUP_TITLES = {
     "settings": "Settings experiment: psycopg server-side binding and prepared statements",
     "admin_scale": "Admin at scale",
     "import_throughput": "Import throughput",
+    "workers": "Many workers: pairs synced per second",
 }
 
 
@@ -202,6 +203,9 @@ def plan_jobs(groups: list[str], engines: list[str], quick: bool) -> list[Job]:
         if group in groups and "postgresql" in engines:
             # Both are defined at PostgreSQL scale (a million conflicts, 200,000 imported rows).
             jobs.append(Job(group, f"benchmarks.{group}", "postgresql", args=list(quick_args), timeout=420.0))
+    if "workers" in groups and "postgresql" in engines:
+        # Many workers need PostgreSQL's row locks; 4 configurations of 2,000 pairs × 3 rounds.
+        jobs.append(Job("workers", "benchmarks.workers", "postgresql", args=list(quick_args), timeout=1500.0))
     return jobs
 
 
@@ -379,6 +383,8 @@ def write_docs(
         "  with the same calls on the default connection: API time with the setting ÷ with the defaults.",
         "- **admin_scale**, **import_throughput**: defined by their own modules (benchmarks/admin_scale.py,",
         "  benchmarks/import_throughput.py).",
+        "- **workers**: 1, 2, 4 and 8 worker processes (`claim_due`, a 3 ms fake sync, `release`) sync",
+        "  2,000 pairs × 3 rounds; pairs/s against one worker (benchmarks/workers.py).",
         "",
         "## Results",
         "",

@@ -72,7 +72,8 @@ def sync_worker(
     Released pairs are scheduled at :data:`FAR_FUTURE`; the parent makes them due for the next round.
     ``hang``: after claiming its first batch and starting the first sync, report ``("hung", name,
     [claimed pks])`` and sleep (the parent kills the process, -9, in the middle of its leases).
-    Reports ``("done", name, syncs)`` at the end, ``("error", name, message)`` for any failure.
+    Reports ``("ready", name, 0)`` once set up, ``("done", name, syncs)`` at the end, and
+    ``("error", name, message)`` for any failure.
     """
     _setup(db_name)
     from django.db import connection
@@ -82,6 +83,7 @@ def sync_worker(
     lease = dt.timedelta(seconds=lease_seconds)
     syncs = 0
     try:
+        results.put(("ready", name, 0))
         go.wait(120)
         while not stop.is_set():
             claimed = SyncState.objects.claim_due(worker=name, limit=batch, lease=lease)

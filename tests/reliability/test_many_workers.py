@@ -75,7 +75,7 @@ class Workers:
                     self.errors.append(f"{name}: {value}")
                 elif kind == "hung":
                     self.hung[name] = value
-                else:
+                elif kind == "done":
                     self.done[name] = value
         except queue.Empty:
             pass
