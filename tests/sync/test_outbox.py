@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import importlib
+import json
 import re
 import threading
 
@@ -470,3 +471,32 @@ def test_the_conflict_list_filters_and_shows_where_each_resolution_stands(su_cli
     # The filter's links select resolved conflicts too (the list shows open ones by default).
     html = su_client.get(changelist).content.decode()
     assert "?outbox=failing&amp;status=resolved" in html
+
+
+# --- resolutions imported from the old system ---------------------------------------------------------------
+
+
+def test_resolved_conflicts_imported_from_the_old_system_do_not_enter_the_outbox():
+    """The old agent applied its resolutions itself: imported ones are marked applied, open ones wait."""
+    from legacy.tables import CONFLICTS
+
+    change = {"itemId": "OLD-1", "source": "linear", "itemData": {"title": "Old"}}
+    base = {
+        "linear_change": json.dumps(change),
+        "confluence_change": json.dumps({**change, "source": "confluence"}),
+        "created_at": T0 - dt.timedelta(days=2),
+        "updated_at": T0 - dt.timedelta(days=1),
+    }
+    resolved = CONFLICTS.convert(
+        {**base, "id": "conflict-OLD-1", "is_resolved": True, "resolution_strategy": "linear",
+         "resolved_change": json.dumps(change)}
+    )
+    still_open = CONFLICTS.convert(
+        {**base, "id": "conflict-OLD-2", "is_resolved": False, "resolution_strategy": None,
+         "resolved_change": None}
+    )
+
+    assert (resolved["applied_at"], resolved["applied_by"]) == (T0 - dt.timedelta(days=1), "legacy-import")
+    assert (still_open["applied_at"], still_open["applied_by"]) == (None, "")
+    Conflict.objects.bulk_create([Conflict(**resolved)])
+    assert Conflict.objects.claim_resolutions(worker="w1", at=T0) == []
