@@ -206,6 +206,15 @@ def test_release_after_success_marks_synced_and_schedules_the_next_run():
     assert state.next_sync_at == stored.next_sync_at
 
 
+def test_release_and_renew_are_short(django_assert_max_num_queries):
+    pairs(1)
+    (state,) = SyncState.objects.claim_due(worker="w1", at=T0)
+    with django_assert_max_num_queries(1):  # one conditional UPDATE
+        state.renew_lease(worker="w1", at=T0)
+    with django_assert_max_num_queries(4):  # SAVEPOINT, SELECT … FOR UPDATE, UPDATE, RELEASE
+        state.release(worker="w1", success=True, at=T0)
+
+
 def test_release_with_an_explicit_next_sync_at_uses_it():
     pairs(1)
     (state,) = SyncState.objects.claim_due(worker="w1", at=T0)
