@@ -12,7 +12,15 @@ import pytest
 
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from planning.models import PlanningSession, ProgramIncrement
-from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
+from sync.models import (
+    Conflict,
+    ConflictResolution,
+    FieldOwnership,
+    ItemSnapshot,
+    LinearIssueCache,
+    SyncHistory,
+    SyncState,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "api.md"
@@ -70,7 +78,7 @@ _NOT_API = {"save", "delete", "update", "clean", "get_queryset"}
     "model",
     [
         Organization, LinearToken, ConfluenceToken, ProgramIncrement, PlanningSession, SyncState,
-        Conflict, ConflictResolution, SyncHistory, LinearIssueCache,
+        Conflict, ConflictResolution, SyncHistory, LinearIssueCache, ItemSnapshot, FieldOwnership,
     ],
     ids=lambda model: model.__name__,
 )

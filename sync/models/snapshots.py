@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,14 +22,11 @@ from django.utils import timezone
 from accounts.models import Organization
 from accounts.validation import clean_aware_datetime, clean_identifier, clean_text
 from config.db import FastLoadMixin
+from sync.merge import FIELD_PATH_MAX_LENGTH, clean_field_path, clean_owner
 from sync.models.values import ITEM_TYPE_MAX_LENGTH, clean_json
 
 #: Ids per query of ``base_for`` (one parameter each: within SQLite's and PostgreSQL's limits).
 BASE_FOR_IDS_PER_QUERY = 5000
-#: Longest field path of an ownership rule.
-FIELD_PATH_MAX_LENGTH = 255
-#: A dotted path of non-empty keys without surrounding whitespace: ``title``, ``state.name``.
-_FIELD_PATH = re.compile(r"[^.\s](?:[^.]*[^.\s])?(?:\.[^.\s](?:[^.]*[^.\s])?)*")
 
 
 def item_data_hash(item_data: dict[str, Any]) -> str:
@@ -40,17 +36,6 @@ def item_data_hash(item_data: dict[str, Any]) -> str:
 
 def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def clean_field_path(value: Any, name: str = "field_path") -> str:
-    """A dotted field path (``title``, ``state.name``) or a ``ValidationError`` naming ``name``."""
-    path = clean_text(value, name, max_length=FIELD_PATH_MAX_LENGTH)
-    if not _FIELD_PATH.fullmatch(path):
-        raise ValidationError(
-            f"{name} {path!r} is not a dotted field path (keys separated by dots, e.g. 'state.name').",
-            code="invalid_path",
-        )
-    return path
 
 
 # --- ItemSnapshot ----------------------------------------------------------------------------------
@@ -380,14 +365,42 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
                 item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
             )
         )
-        chosen: dict[str, tuple[tuple[int, bool, bool, bool], str]] = {}
-        for path, rule_type, page, team, owner in rules.order_by().values_list(
-            "field_path", "item_type", "confluence_page_id", "linear_team_id", "owner"
-        ):
-            rank = (bool(rule_type) + bool(page) + bool(team), bool(team), bool(page), bool(rule_type))
-            if path not in chosen or rank > chosen[path][0]:
-                chosen[path] = (rank, owner)
-        return {path: chosen[path][1] for path in sorted(chosen)}
+        return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
+
+    def owners_for_pk(
+        self,
+        organization_pk: int,
+        *,
+        item_type: str = "",
+        confluence_page_id: str = "",
+        linear_team_id: str = "",
+    ) -> dict[str, str]:
+        """:meth:`owners_for` by the Organization row's primary key (what a Conflict holds)."""
+        rules = (
+            self.get_queryset()
+            .filter(organization_id=organization_pk)
+            .applicable(
+                item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
+            )
+        )
+        return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
+
+    def rules_for_pair(
+        self, organization_id: str, *, confluence_page_id: str, linear_team_id: str
+    ) -> list[tuple[str, str, str, str, str]]:
+        """Every rule that may apply on this (page, team), any item type: one query, for bulk work.
+
+        Pass the rows and an item type to :func:`owners_from_rules` to get that type's owners.
+        """
+        rules = (
+            self.get_queryset()
+            .for_organization(organization_id)
+            .filter(
+                Q(confluence_page_id="") | Q(confluence_page_id=confluence_page_id),
+                Q(linear_team_id="") | Q(linear_team_id=linear_team_id),
+            )
+        )
+        return list(rules.order_by().values_list(*_RULE_COLUMNS))
 
     async def aowners_for(
         self,
@@ -454,15 +467,25 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
         )
 
 
-def clean_owner(value: Any, name: str = "owner") -> str:
-    """``linear``, ``confluence`` or ``newest``, else a ``ValidationError`` (``ValueError``: not a str)."""
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}.")
-    if value not in FieldOwner.values:
-        raise ValidationError(
-            f"{name} must be one of {', '.join(FieldOwner.values)} (got {value!r}).", code="invalid_owner"
-        )
-    return value
+_RULE_COLUMNS = ("field_path", "item_type", "confluence_page_id", "linear_team_id", "owner")
+
+
+def owners_from_rules(
+    rules: Iterable[tuple[str, str, str, str, str]], *, item_type: str | None = None
+) -> dict[str, str]:
+    """``path -> owner`` from rule rows ``(path, item_type, page, team, owner)``: the most specific wins.
+
+    ``item_type`` given: rules narrowed to another type are left out (the rows already match the page
+    and team). Specificity: the number of narrowings; between as many, team beats page beats type.
+    """
+    chosen: dict[str, tuple[tuple[int, bool, bool, bool], str]] = {}
+    for path, rule_type, page, team, owner in rules:
+        if item_type is not None and rule_type and rule_type != item_type:
+            continue
+        rank = (bool(rule_type) + bool(page) + bool(team), bool(team), bool(page), bool(rule_type))
+        if path not in chosen or rank > chosen[path][0]:
+            chosen[path] = (rank, owner)
+    return {path: chosen[path][1] for path in sorted(chosen)}
 
 
 class FieldOwnership(models.Model):

@@ -351,7 +351,7 @@ def test_an_unresolved_conflict_cannot_be_applied_in_the_database():
 
 
 def test_the_migration_marks_resolutions_older_than_the_outbox_applied():
-    migration = importlib.import_module("sync.migrations.0007_conflict_resolution_outbox")
+    migration = importlib.import_module("sync.migrations.0008_conflict_resolution_outbox")
     conflict = resolved_conflict()
     pending = make_conflict(item_id="open")
 

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_created_at_returned_by_upserts'),
-        ('sync', '0005_three_way_sync'),
+        ('sync', '0006_conflict_db_defaults'),
     ]
 
     operations = [

@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_created_at_returned_by_upserts'),
-        ('sync', '0006_syncstate_schedule_and_lease'),
+        ('sync', '0007_syncstate_schedule_and_lease'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
