@@ -19,12 +19,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='syncstate',
             name='failure_count',
-            field=models.PositiveIntegerField(default=0, help_text='Consecutive failed syncs.'),
+            field=models.PositiveIntegerField(db_default=0, default=0, help_text='Consecutive failed syncs.'),
         ),
         migrations.AddField(
             model_name='syncstate',
             name='last_error',
-            field=models.TextField(blank=True, default='', help_text='The error of the last failed sync.'),
+            field=models.TextField(blank=True, db_default='', default='', help_text='The error of the last failed sync.'),
         ),
         migrations.AddField(
             model_name='syncstate',
@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='syncstate',
             name='lease_owner',
-            field=models.CharField(blank=True, default='', help_text='The worker syncing the pair now; empty when none.', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', help_text='The worker syncing the pair now; empty when none.', max_length=255),
         ),
         migrations.AddField(
             model_name='syncstate',
@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='syncstate',
             name='sync_interval',
-            field=models.DurationField(default=sync.models.state.default_sync_interval, help_text='Time between two syncs of this pair (at least 1 second), e.g. 00:05:00.', validators=[django.core.validators.MinValueValidator(datetime.timedelta(seconds=1))]),
+            field=models.DurationField(db_default=datetime.timedelta(seconds=300), default=sync.models.state.default_sync_interval, help_text='Time between two syncs of this pair (at least 1 second), e.g. 00:05:00.', validators=[django.core.validators.MinValueValidator(datetime.timedelta(seconds=1))]),
         ),
         migrations.AddIndex(
             model_name='syncstate',

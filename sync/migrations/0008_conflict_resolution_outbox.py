@@ -37,12 +37,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='conflict',
             name='applied_by',
-            field=models.CharField(blank=True, default='', help_text='The worker that applied the resolution.', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', help_text='The worker that applied the resolution.', max_length=255),
         ),
         migrations.AddField(
             model_name='conflict',
             name='apply_attempts',
-            field=models.PositiveIntegerField(default=0, help_text='Finished attempts to apply this resolution (failed ones and the success).'),
+            field=models.PositiveIntegerField(db_default=0, default=0, help_text='Finished attempts to apply this resolution (failed ones and the success).'),
         ),
         migrations.AddField(
             model_name='conflict',
@@ -52,12 +52,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='conflict',
             name='apply_lease_owner',
-            field=models.CharField(blank=True, default='', help_text='The worker applying the resolution now.', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', help_text='The worker applying the resolution now.', max_length=255),
         ),
         migrations.AddField(
             model_name='conflict',
             name='last_apply_error',
-            field=models.TextField(blank=True, default='', help_text='The error of the last failed application.'),
+            field=models.TextField(blank=True, db_default='', default='', help_text='The error of the last failed application.'),
         ),
         migrations.AddField(
             model_name='conflict',

@@ -338,9 +338,11 @@ class SyncState(models.Model):
     conflict_count = models.PositiveIntegerField(
         default=0, help_text="Unresolved conflicts of this pair; kept by the conflict methods."
     )
-    # Scheduling and the lease of the worker syncing the pair now (claim_due / release).
+    # Scheduling and the lease of the worker syncing the pair now (claim_due / release). db_default too:
+    # rows written outside the ORM (the legacy import, the benchmarks' raw inserts) stay valid.
     sync_interval = models.DurationField(
         default=default_sync_interval,
+        db_default=dt.timedelta(seconds=300),
         validators=[MinValueValidator(dt.timedelta(seconds=1))],
         help_text="Time between two syncs of this pair (at least 1 second), e.g. 00:05:00.",
     )
@@ -348,13 +350,21 @@ class SyncState(models.Model):
         null=True, blank=True, help_text="When the pair is due next; empty means due now."
     )
     lease_owner = models.CharField(
-        max_length=255, blank=True, default="", help_text="The worker syncing the pair now; empty when none."
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The worker syncing the pair now; empty when none.",
     )
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="When the worker's lease runs out and others may take the pair."
     )
-    failure_count = models.PositiveIntegerField(default=0, help_text="Consecutive failed syncs.")
-    last_error = models.TextField(blank=True, default="", help_text="The error of the last failed sync.")
+    failure_count = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Consecutive failed syncs."
+    )
+    last_error = models.TextField(
+        blank=True, default="", db_default="", help_text="The error of the last failed sync."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -364,6 +364,22 @@ def test_querysets_for_the_admin_and_dashboard():
     assert sorted(s.pk for s in SyncState.objects.due(T0)) == [b.pk, c.pk]
 
 
+def test_a_row_inserted_outside_the_orm_gets_the_database_defaults_and_is_due():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO sync_syncstate (confluence_page_id, linear_team_id, status, conflict_count, "
+            "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s)",
+            ["raw-page", "raw-team", "idle", 0, T0, T0],
+        )
+    (state,) = SyncState.objects.claim_due(worker="w1", at=T0)
+    assert (state.pair, state.sync_interval, state.failure_count) == (
+        ("raw-page", "raw-team"),
+        dt.timedelta(seconds=300),
+        0,
+    )
+    assert (state.last_error, state.next_sync_at) == ("", None)
+
+
 @pytest.mark.parametrize(
     "fields",
     [
