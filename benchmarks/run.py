@@ -54,11 +54,12 @@ CONNECTION_SETUPS: list[tuple[str, dict[str, str]]] = [
     ("DB_POOL=true (min 2, max 10)", {"DB_POOL": "true"}),
     ("DB_POOL=true, DB_POOL_MAX_SIZE=16", {"DB_POOL": "true", "DB_POOL_MAX_SIZE": "16"}),
 ]
-GROUPS = ("hot_paths", "bulk", "connections", "admin_scale", "import_throughput", "workers")
+GROUPS = ("hot_paths", "bulk", "three_way", "connections", "admin_scale", "import_throughput", "workers")
 #: Section titles of docs/benchmarks.md, by group.
 GROUP_TITLES = {
     "hot_paths": "API hot paths against raw SQL",
     "bulk": "Bulk writes",
+    "three_way": "Three-way sync in bulk",
     "connections": "Connections: 16 threads",
     "settings": "Settings experiment: psycopg server-side binding and prepared statements",
     "admin_scale": "Admin at scale",
@@ -183,7 +184,7 @@ def plan_jobs(groups: list[str], engines: list[str], quick: bool) -> list[Job]:
     """The processes to run, in order."""
     jobs: list[Job] = []
     quick_args = ["--quick"] if quick else []
-    for group in ("hot_paths", "bulk"):
+    for group in ("hot_paths", "bulk", "three_way"):
         if group in groups:
             for engine in engines:
                 jobs.append(Job(group, f"benchmarks.{group}", engine, args=list(quick_args)))
@@ -375,6 +376,10 @@ def write_docs(
         "  issues, new then existing) against `INSERT … ON CONFLICT` in bulk on the raw connection",
         "  (multi-row VALUES of 1,000 rows on PostgreSQL, `executemany` on SQLite).",
         "  Goal: ≥ 20,000 rows/s on PostgreSQL and a ratio ≤ 1.5.",
+        "- **three_way**: items/s of `ItemSnapshot.objects.record_synced` (20,000 items, new then existing)",
+        "  and `reconcile_many` (10,000 items: in sync, merged, in conflict) against the same work on the",
+        "  raw connection (bulk upserts; for reconcile the same reads, `three_way` per item, the conflict",
+        "  inserts). Goals on PostgreSQL: ≥ 20,000 and ≥ 5,000 items/s (benchmarks/three_way.py).",
         "- **connections**: 16 threads run a fixed number of hot-path operations, each ending like a request",
         "  does (`close_old_connections()`), under each connection set-up (its own process, configured by",
         "  environment variables as in production); baseline: a new connection per operation.",

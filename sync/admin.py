@@ -605,7 +605,24 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
 
     def _review_context(self, conflict: Conflict, picks_form: FieldPicksForm | None) -> dict[str, Any]:
         """The three-way part of the review page: rows, paths to pick, decisions and owner rules."""
-        merge = conflict.merge()
+        try:
+            merge = conflict.merge()
+        except ValidationError as exc:
+            # JSON too deep to merge field by field: the page still shows both sides whole, and the
+            # reviewer keeps a side or edits manually.
+            return {
+                "three_way_rows": [
+                    {**row, "kind": "conflict" if row["differs"] else "same", "base": None}
+                    for row in diff_rows(conflict)
+                ],
+                "has_base": False,
+                "conflict_paths": [],
+                "merged_rows": [],
+                "owner_rules": [],
+                "picks_form": FieldPicksForm(paths=[]),
+                "version": conflict.version,
+                "merge_error": " ".join(exc.messages),
+            }
         paths = conflict.conflict_paths(merge)
         rows = three_way_rows(conflict, merge)
         if picks_form is None:

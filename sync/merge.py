@@ -136,23 +136,41 @@ def clean_owners(owners: Any) -> dict[str, str]:
 
 
 def json_depth(value: Any) -> int:
-    """Nesting depth of a JSON value (a scalar is 0, ``{}``/``[]`` 1), computed without recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    """Nesting depth of a JSON value (a scalar is 0, ``{}``/``[]`` 1), computed without recursion.
+
+    Stops counting once past :data:`MAX_MERGE_DEPTH` (the answer is then just "too deep").
+    """
+    if type(value) not in _CONTAINERS:
+        return 0
+    deepest = 1
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list | tuple):
-            children = node
-        else:
-            deepest = max(deepest, depth)
-            continue
-        deepest = max(deepest, depth + 1)
-        if depth + 1 > MAX_MERGE_DEPTH:
-            return depth + 1  # deep enough to refuse: stop walking
-        stack.extend((child, depth + 1) for child in children)
+        if depth > deepest:
+            deepest = depth
+            if depth > MAX_MERGE_DEPTH:
+                return depth
+        children = node.values() if type(node) is dict else node
+        for child in children:
+            if type(child) in _CONTAINERS:
+                stack.append((child, depth + 1))
     return deepest
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def _eq(a: Any, b: Any) -> bool:
+    """:func:`sync.diff.json_equal`, with the common cases answered without walking the values."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is type(b) and (kind is str or kind is int or kind is bool or kind is float):
+        return a == b
+    # Python's == is looser than JSON's (True == 1), never stricter: unequal there is unequal here.
+    if (kind is dict or kind is list) and a != b:
+        return False
+    return json_equal(a, b)
 
 
 def _clean_item(value: Any, name: str, *, optional: bool = False) -> Any:
@@ -260,15 +278,15 @@ class _Merger:
 
     def merge_value(self, path: str, base: Any, linear: Any, confluence: Any) -> tuple[Any, Any, Any]:
         """(merged, Linear's target, Confluence's target) at ``path``; ``MISSING`` means absent."""
-        if json_equal(linear, confluence):
-            if base is not _UNKNOWN and not json_equal(base, linear):
+        if _eq(linear, confluence):
+            if base is not _UNKNOWN and not _eq(base, linear):
                 self.decisions[path] = "same"
             return linear, linear, linear
         if base is not _UNKNOWN:
-            if json_equal(linear, base):
+            if _eq(linear, base):
                 self.decisions[path] = "confluence"
                 return confluence, confluence, confluence
-            if json_equal(confluence, base):
+            if _eq(confluence, base):
                 self.decisions[path] = "linear"
                 return linear, linear, linear
         # Both sides differ from the base (or the base is unknown), and from each other.
@@ -322,7 +340,7 @@ def _updates(side: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
     for key in dict.fromkeys([*side, *target]):
         if key not in target:
             updates[key] = REMOVED
-        elif key not in side or not json_equal(side[key], target[key]):
+        elif key not in side or not _eq(side[key], target[key]):
             updates[key] = target[key]
     return updates
 

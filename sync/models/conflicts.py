@@ -205,6 +205,10 @@ class ConflictQuerySet(ResolutionOutboxQuerySet):
             organization=models.Subquery(organization)
         )
 
+    async def afill_organizations(self) -> int:
+        """Async twin of :meth:`fill_organizations`."""
+        return await sync_to_async(self.fill_organizations)()
+
     def unresolved(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
         """Unresolved conflicts, newest (``created_at``) first, as the old getUnresolvedConflicts."""
         return (
@@ -549,6 +553,10 @@ class Conflict(FastLoadMixin, ResolutionOutbox):
         if self.conflicting_fields:
             return list(self.conflicting_fields)
         return list((merge or self.merge()).conflicts)
+
+    async def aconflict_paths(self, merge: Merge | None = None) -> list[str]:
+        """Async twin of :meth:`conflict_paths`."""
+        return await sync_to_async(self.conflict_paths)(merge)
 
     def resolve(
         self,

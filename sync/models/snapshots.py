@@ -385,6 +385,22 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
         )
         return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
 
+    async def aowners_for_pk(
+        self,
+        organization_pk: int,
+        *,
+        item_type: str = "",
+        confluence_page_id: str = "",
+        linear_team_id: str = "",
+    ) -> dict[str, str]:
+        """Async twin of :meth:`owners_for_pk`."""
+        return await sync_to_async(self.owners_for_pk)(
+            organization_pk,
+            item_type=item_type,
+            confluence_page_id=confluence_page_id,
+            linear_team_id=linear_team_id,
+        )
+
     def rules_for_pair(
         self, organization_id: str, *, confluence_page_id: str, linear_team_id: str
     ) -> list[tuple[str, str, str, str, str]]:
@@ -401,6 +417,14 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
             )
         )
         return list(rules.order_by().values_list(*_RULE_COLUMNS))
+
+    async def arules_for_pair(
+        self, organization_id: str, *, confluence_page_id: str, linear_team_id: str
+    ) -> list[tuple[str, str, str, str, str]]:
+        """Async twin of :meth:`rules_for_pair`."""
+        return await sync_to_async(self.rules_for_pair)(
+            organization_id, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
+        )
 
     async def aowners_for(
         self,

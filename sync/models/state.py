@@ -77,6 +77,10 @@ class SyncStateQuerySet(models.QuerySet["SyncState"]):
         """
         return self.update(next_sync_at=None, updated_at=timezone.now())
 
+    async def aschedule_now(self) -> int:
+        """Async twin of :meth:`schedule_now`."""
+        return await sync_to_async(self.schedule_now)()
+
     def failing(self) -> SyncStateQuerySet:
         """Pairs whose last sync failed (``failure_count`` > 0), most failures first."""
         return self.filter(failure_count__gt=0).order_by("-failure_count", "-updated_at", "pk")

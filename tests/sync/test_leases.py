@@ -408,17 +408,21 @@ def test_async_twins_claim_renew_release_and_read():
         await state.arenew_lease(worker="aw", lease=2 * MINUTE, at=T0 + SECOND)
         renewed_until = state.lease_expires_at
         await state.arelease(worker="aw", success=True, at=T0 + 2 * SECOND)
+        scheduled = state.next_sync_at
         last = await SyncState.objects.alast_synced_at("p", "t")
+        rescheduled = await SyncState.objects.filter(confluence_page_id="p").aschedule_now()
         # sync_to_async ran the ORM on its executor thread: close that thread's connection.
         await sync_to_async(close_this_threads_connection)()
-        return renewed_until, last, state
+        return renewed_until, last, state, scheduled, rescheduled
 
-    renewed_until, last, state = asyncio.run(worker_loop())
+    renewed_until, last, state, scheduled, rescheduled = asyncio.run(worker_loop())
 
     assert renewed_until == T0 + SECOND + 2 * MINUTE
     assert last == T0 + 2 * SECOND
     assert reload(state).lease_owner == ""
-    assert reload(state).next_sync_at == T0 + 2 * SECOND + dt.timedelta(seconds=300)
+    assert scheduled == T0 + 2 * SECOND + dt.timedelta(seconds=300)
+    assert rescheduled == 1
+    assert reload(state).next_sync_at is None  # "sync now" after the release scheduled it
 
 
 # --- threads on PostgreSQL ----------------------------------------------------------------------------

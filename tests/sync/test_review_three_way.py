@@ -246,3 +246,24 @@ def test_field_ownership_admin_validates_the_path_and_owner(su_client):
     assert FieldOwnership.objects.owners_for("org-x") == {"state.name": "linear"}
     listing = su_client.get(reverse("admin:sync_fieldownership_changelist"))
     assertContains(listing, "state.name")
+
+
+def test_review_page_of_json_too_deep_to_merge_still_shows_both_sides(su_client):
+    deep: dict = {}
+    node = deep
+    for _ in range(260):
+        node["a"] = {}
+        node = node["a"]
+    Conflict.objects.store(
+        "conflict-deep",
+        linear_change=make_change("linear", itemId="deep", itemData={"nested": deep}),
+        confluence_change=make_change("confluence", itemId="deep", itemData={"nested": {}}),
+    )
+    response = su_client.get(_review_url("conflict-deep"))
+    assert response.status_code == 200
+    assertContains(response, "cannot be merged field by field")
+    assertContains(response, 'data-field="nested" data-differs="true"')
+    assert 'name="pick:' not in response.content.decode()
+    response = su_client.post(_resolve_url("conflict-deep"), {"strategy": "linear", "version": "1"})
+    assert response.status_code == 302
+    assert Conflict.objects.get().is_resolved
