@@ -435,6 +435,39 @@ class Conflict(FastLoadMixin, ResolutionOutbox):
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # The resolution outbox (sync.models.outbox). Text and counters have database defaults too: rows
+    # written outside the ORM (the legacy import, seeds) stay valid.
+    applied_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker applied the resolution to Linear and Confluence."
+    )
+    applied_by = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The worker that applied the resolution.",
+    )
+    apply_attempts = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Finished attempts to apply this resolution (failed ones and the success).",
+    )
+    next_apply_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a failed application is retried; empty means due now."
+    )
+    last_apply_error = models.TextField(
+        blank=True, default="", db_default="", help_text="The error of the last failed application."
+    )
+    apply_lease_owner = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The worker applying the resolution now.",
+    )
+    apply_lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When that worker's lease runs out and others may take it."
+    )
 
     objects = ConflictManager.from_queryset(ConflictQuerySet)()
 

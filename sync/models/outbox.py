@@ -7,9 +7,10 @@ is due for application; ``Conflict.objects.claim_resolutions`` leases due ones t
 ``conflict.mark_apply_failed`` (retried later with back-off). Reopening or re-storing a conflict
 withdraws a pending application: its outbox fields are reset with the resolution.
 
-Kept apart from ``conflicts`` as an abstract model and queryset/manager bases that ``Conflict`` builds
-on, so the outbox reads as one piece. Outbox bookkeeping never touches ``updated_at``: that is the
-order of ``Conflict.objects.resolved()`` (the old getResolvedConflicts).
+Kept apart from ``conflicts`` as an abstract model (the methods) and queryset/manager bases that
+``Conflict`` builds on, so the outbox reads as one piece; the fields are declared on ``Conflict``.
+Outbox bookkeeping never touches ``updated_at``: that is the order of ``Conflict.objects.resolved()``
+(the old getResolvedConflicts).
 """
 
 from __future__ import annotations
@@ -141,43 +142,8 @@ class ResolutionOutboxManager(models.Manager["Conflict"]):
 
 
 class ResolutionOutbox(models.Model):
-    """The outbox fields and methods of ``Conflict`` (abstract).
-
-    Text and counter fields have database defaults too: rows written outside the ORM (the legacy
-    import, seeds) stay valid.
-    """
-
-    applied_at = models.DateTimeField(
-        null=True, blank=True, help_text="When a worker applied the resolution to Linear and Confluence."
-    )
-    applied_by = models.CharField(
-        max_length=255,
-        blank=True,
-        default="",
-        db_default="",
-        help_text="The worker that applied the resolution.",
-    )
-    apply_attempts = models.PositiveIntegerField(
-        default=0,
-        db_default=0,
-        help_text="Finished attempts to apply this resolution (failed ones and the success).",
-    )
-    next_apply_at = models.DateTimeField(
-        null=True, blank=True, help_text="When a failed application is retried; empty means due now."
-    )
-    last_apply_error = models.TextField(
-        blank=True, default="", db_default="", help_text="The error of the last failed application."
-    )
-    apply_lease_owner = models.CharField(
-        max_length=255,
-        blank=True,
-        default="",
-        db_default="",
-        help_text="The worker applying the resolution now.",
-    )
-    apply_lease_expires_at = models.DateTimeField(
-        null=True, blank=True, help_text="When that worker's lease runs out and others may take it."
-    )
+    """The outbox methods of ``Conflict`` (abstract). The fields (:data:`OUTBOX_FIELDS`) are declared on
+    ``Conflict`` itself, after its own: an abstract parent's fields would come first in every SELECT."""
 
     class Meta:
         abstract = True
