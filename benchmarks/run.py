@@ -54,7 +54,7 @@ CONNECTION_SETUPS: list[tuple[str, dict[str, str]]] = [
     ("DB_POOL=true (min 2, max 10)", {"DB_POOL": "true"}),
     ("DB_POOL=true, DB_POOL_MAX_SIZE=16", {"DB_POOL": "true", "DB_POOL_MAX_SIZE": "16"}),
 ]
-GROUPS = ("hot_paths", "bulk", "three_way", "connections", "admin_scale", "import_throughput")
+GROUPS = ("hot_paths", "bulk", "three_way", "connections", "admin_scale", "import_throughput", "workers")
 #: Environment of a job measured with production settings: DEBUG off needs a real SECRET_KEY (a fresh
 #: random one; FERNET_KEYS comes from the base environment). Everything else keeps its default.
 PRODUCTION_ENV = {
@@ -72,6 +72,7 @@ GROUP_TITLES = {
     "async": "Async twins against their sync forms",
     "admin_scale": "Admin at scale",
     "import_throughput": "Import throughput",
+    "workers": "Many workers: pairs synced per second",
 }
 
 
@@ -213,6 +214,9 @@ def plan_jobs(groups: list[str], engines: list[str], quick: bool) -> list[Job]:
         if group in groups and "postgresql" in engines:
             # Both are defined at PostgreSQL scale (a million conflicts, 200,000 imported rows).
             jobs.append(Job(group, f"benchmarks.{group}", "postgresql", args=list(quick_args), timeout=420.0))
+    if "workers" in groups and "postgresql" in engines:
+        # Many workers need PostgreSQL's row locks; 4 configurations of 2,000 pairs × 3 rounds.
+        jobs.append(Job("workers", "benchmarks.workers", "postgresql", args=list(quick_args), timeout=1500.0))
     return jobs
 
 
@@ -399,6 +403,8 @@ def write_docs(
         "  and back) against its sync form in the same process, rounds interleaved: twin ÷ sync.",
         "- **admin_scale**, **import_throughput**: defined by their own modules (benchmarks/admin_scale.py,",
         "  benchmarks/import_throughput.py).",
+        "- **workers**: 1, 2, 4 and 8 worker processes (`claim_due`, a 3 ms fake sync, `release`) sync",
+        "  2,000 pairs × 3 rounds; pairs/s against one worker (benchmarks/workers.py).",
         "",
         "## Results",
         "",

@@ -159,6 +159,29 @@ if env.str("TEST_DATABASE_NAME", default=""):
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Agent workers: sync scheduling and the resolution outbox (docs/operations.md, "Many workers") ---
+# Seconds between two syncs of a (page, team) pair; a new pair's default (editable per pair in the admin).
+SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=300)
+# After a failed sync the pair is retried after BASE seconds, doubled per consecutive failure up to MAX
+# (plus at most 10 % jitter). The same for resolutions that fail to apply.
+SYNC_RETRY_BASE_SECONDS = env.int("SYNC_RETRY_BASE_SECONDS", default=30)
+SYNC_RETRY_MAX_SECONDS = env.int("SYNC_RETRY_MAX_SECONDS", default=3600)
+APPLY_RETRY_BASE_SECONDS = env.int("APPLY_RETRY_BASE_SECONDS", default=30)
+APPLY_RETRY_MAX_SECONDS = env.int("APPLY_RETRY_MAX_SECONDS", default=3600)
+for _name in (
+    "SYNC_INTERVAL_SECONDS",
+    "SYNC_RETRY_BASE_SECONDS",
+    "SYNC_RETRY_MAX_SECONDS",
+    "APPLY_RETRY_BASE_SECONDS",
+    "APPLY_RETRY_MAX_SECONDS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1 (seconds).")
+if SYNC_RETRY_BASE_SECONDS > SYNC_RETRY_MAX_SECONDS:
+    raise ImproperlyConfigured("SYNC_RETRY_BASE_SECONDS must not exceed SYNC_RETRY_MAX_SECONDS.")
+if APPLY_RETRY_BASE_SECONDS > APPLY_RETRY_MAX_SECONDS:
+    raise ImproperlyConfigured("APPLY_RETRY_BASE_SECONDS must not exceed APPLY_RETRY_MAX_SECONDS.")
+
 # --- Passwords, i18n, static files -----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

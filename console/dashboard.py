@@ -5,10 +5,11 @@ Four panels, each shown only to users who may view its model:
 * unresolved conflicts per (Confluence page, Linear team), linking to the filtered conflict list;
 * sync pairs whose last run failed, linking to their failed runs in the sync history;
 * planning sessions processing and failed, linking to the filtered session lists;
-* Linear and Confluence tokens expired or expiring within 24 hours, linking to the filtered token lists.
+* Linear and Confluence tokens expired or expiring within 24 hours, linking to the filtered token lists;
+* agent workers: (page, team) pairs whose syncs fail and resolutions that fail to apply (``workers_panel``).
 
 Every number comes from a maintained counter (``SyncState.conflict_count``), a grouped aggregate or a
-``LIMIT``-ed, indexed query, so the page costs a fixed number of queries (fifteen with every panel:
+``LIMIT``-ed, indexed query, so the page costs a fixed number of queries (twenty-one with every panel:
 the organization choices, the panels, and the team and page names of every listed pair from the
 directory, two queries for all of them) however many rows the tables hold. No token is ever loaded:
 token rows are read with ``values()`` on their non-secret columns.
@@ -181,15 +182,15 @@ class Dashboard:
     tokens: TokenPanel | None
     failures: FailurePanel | None = None
     reauthorization: ReauthorizationPanel | None = None
+    workers: WorkersPanel | None = None
     organizations: list[OrganizationChoice] | None = None
     organization: str = ""
 
     @property
     def empty(self) -> bool:
         """No panel is visible to this user."""
-        return (
-            self.conflicts is None and self.sessions is None and self.tokens is None and self.failures is None
-        )
+        panels = (self.conflicts, self.sessions, self.tokens, self.failures, self.workers)
+        return all(panel is None for panel in panels)
 
 
 def build_dashboard(
@@ -216,6 +217,7 @@ def build_dashboard(
         reauthorization=reauthorization_panel(token_models, organization=organization)
         if token_models
         else None,
+        workers=workers_panel(user, now=now, organization=organization),
     )
     if dashboard.empty:
         return dashboard
@@ -227,6 +229,7 @@ def build_dashboard(
         sessions=dashboard.sessions,
         tokens=dashboard.tokens,
         reauthorization=dashboard.reauthorization,
+        workers=dashboard.workers,
         organizations=choices,
         organization=current,
     )
@@ -524,4 +527,109 @@ def reauthorization_panel(
             (str(model._meta.verbose_name), _changelist(model, reauthorization="required"))
             for model in models
         ],
+    )
+
+
+# --- agent workers: failing pairs and resolutions failing to apply ----------------------------------
+
+#: Rows per list of the workers panel.
+FAILING_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class FailingPairRow:
+    confluence_page_id: str
+    linear_team_id: str
+    failures: int
+    error: str
+    #: When the next attempt is due, short ("in 4 min", "due now").
+    retry: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FailingResolutionRow:
+    conflict_id: str
+    attempts: int
+    error: str
+    retry: str
+    url: str
+
+
+@dataclass(frozen=True)
+class WorkersPanel:
+    """Each half is ``None`` when the user may not view its model."""
+
+    pairs_total: int | None
+    pairs: list[FailingPairRow]
+    pairs_url: str
+    resolutions_total: int | None
+    resolutions: list[FailingResolutionRow]
+    resolutions_url: str
+
+
+def _retry(next_at: dt.datetime | None, now: dt.datetime) -> str:
+    if next_at is None or next_at <= now:
+        return "due now"
+    return f"in {short_duration(next_at - now)}"
+
+
+def workers_panel(
+    user: Any, *, now: dt.datetime, limit: int = FAILING_LIMIT, organization: int | None = None
+) -> WorkersPanel | None:
+    """Failing pairs (``SyncState.objects.failing()``) and resolutions failing to apply: four queries.
+
+    Both lists read only the failing rows, through partial indexes (``failure_count > 0``; resolved and
+    not applied); no JSON column is loaded.
+    """
+    see_pairs = user.has_perm(_view_perm(SyncState))
+    see_resolutions = user.has_perm(_view_perm(Conflict))
+    if not (see_pairs or see_resolutions):
+        return None
+    pairs: list[FailingPairRow] = []
+    pairs_total = None
+    if see_pairs:
+        failing = SyncState.objects.failing()
+        if organization is not None:
+            failing = failing.filter(organization_id=organization)
+        pairs_total = failing.count()
+        pairs = [
+            FailingPairRow(
+                confluence_page_id=row["confluence_page_id"],
+                linear_team_id=row["linear_team_id"],
+                failures=row["failure_count"],
+                error=redact(row["last_error"]),
+                retry=_retry(row["next_sync_at"], now),
+                url=_change(SyncState, row["pk"]),
+            )
+            for row in failing.values(
+                "pk", "confluence_page_id", "linear_team_id", "failure_count", "last_error", "next_sync_at"
+            )[:limit]
+        ]
+    resolutions: list[FailingResolutionRow] = []
+    resolutions_total = None
+    if see_resolutions:
+        failing_resolutions = Conflict.objects.failing_to_apply()
+        if organization is not None:
+            failing_resolutions = failing_resolutions.filter(organization_id=organization)
+        resolutions_total = failing_resolutions.count()
+        resolutions = [
+            FailingResolutionRow(
+                conflict_id=row["pk"],
+                attempts=row["apply_attempts"],
+                error=redact(row["last_apply_error"]),
+                retry=_retry(row["next_apply_at"], now),
+                url=_change(Conflict, row["pk"]),
+            )
+            for row in failing_resolutions.values(
+                "pk", "apply_attempts", "last_apply_error", "next_apply_at"
+            )[:limit]
+        ]
+    return WorkersPanel(
+        pairs_total=pairs_total,
+        pairs=pairs,
+        pairs_url=_changelist(SyncState, schedule="failing"),
+        resolutions_total=resolutions_total,
+        resolutions=resolutions,
+        resolutions_url=_changelist(Conflict, outbox="failing", status="resolved"),
     )

@@ -290,6 +290,9 @@ def _conflict(row: dict[str, Any]) -> dict[str, Any]:
         "is_resolved": resolved,
         "resolution_strategy": strategy,
         "resolved_at": stamps["updated_at"] if resolved else None,
+        # The old agent applied its resolutions itself: they do not enter the outbox (sync.models.outbox).
+        "applied_at": stamps["updated_at"] if resolved else None,
+        "applied_by": "legacy-import" if resolved else "",
         **stamps,
     }
 
@@ -352,6 +355,9 @@ def _sync_conflict(row: dict[str, Any]) -> dict[str, Any]:
         "is_resolved": resolved,
         "resolution_strategy": strategy,
         "resolved_at": (resolved_at or created) if resolved else None,
+        # Applied by the old agent: not for the outbox (sync.models.outbox).
+        "applied_at": (resolved_at or created) if resolved else None,
+        "applied_by": "legacy-import" if resolved else "",
         "created_at": created,
         "updated_at": resolved_at or created,
         "_data": {"type": row["type"]},

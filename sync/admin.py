@@ -58,6 +58,7 @@ from sync.models import (
     SyncHistory,
     SyncState,
 )
+from sync.models.outbox import NOT_FOR_THE_OUTBOX
 from sync.paginator import EstimatedCountPaginator
 from sync.search import search_conflicts, search_history, search_issue_cache
 
@@ -614,16 +615,80 @@ class ReadOnlyAdminMixin:
         return False
 
 
+# --- Conflict: the resolution outbox (sync.models.outbox) ----------------------------------------
+
+
+class OutboxFilter(admin.SimpleListFilter):
+    """Resolutions waiting to be applied by a worker, applied, or failing to apply."""
+
+    title = "application"
+    parameter_name = "outbox"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """Failing first: that is what operators look for."""
+        return [("failing", "Failing to apply"), ("waiting", "Waiting to be applied"), ("applied", "Applied")]
+
+    def choices(self, changelist: ChangeList) -> Any:
+        """Each link also selects resolved conflicts: only those are applied (the status defaults to open)."""
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "All",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string(
+                    {self.parameter_name: lookup, ConflictStatusFilter.parameter_name: "resolved"}
+                ),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """``failing_to_apply()``, ``awaiting_application()`` or ``applied()``."""
+        if self.value() == "failing":
+            return queryset.failing_to_apply()
+        if self.value() == "waiting":
+            return queryset.awaiting_application()
+        if self.value() == "applied":
+            return queryset.applied()
+        return queryset
+
+
+class ConflictOutboxAdminMixin:
+    """The changelist column that says where a resolution stands in the outbox."""
+
+    @admin.display(description="application")
+    def application(self, conflict: Conflict) -> str:
+        """Applied (by whom, when), being applied, waiting, or failing with attempts and the last error."""
+        if not conflict.is_resolved or conflict.resolution_strategy in NOT_FOR_THE_OUTBOX:
+            return "—"
+        if conflict.applied_at is not None:
+            return f"✓ applied by {conflict.applied_by} at {when(conflict.applied_at)}"
+        lease_until = conflict.apply_lease_expires_at
+        if conflict.apply_lease_owner and lease_until is not None and lease_until > timezone.now():
+            return f"being applied by {conflict.apply_lease_owner}"
+        if conflict.apply_attempts:
+            error = redact(conflict.last_apply_error)
+            error = error if len(error) <= 80 else error[:79] + "…"
+            return f"✗ failing ({conflict.apply_attempts} attempts): {error}"
+        return "waiting"
+
+
 @admin.register(Conflict)
-class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """Review conflicts: list unresolved ones, compare the sides, resolve, reopen, bulk resolve."""
 
     # Names, not ids (issue 19): the item's title links to the review page (its conflict id on hover),
     # its Linear identifier to Linear; the pair's page links to Confluence. Fits 1366 px.
-    list_display = ["item", "organization_name", "pair", "age", "differing_fields", "resolution"]
+    list_display = [
+        *("item", "organization_name", "pair", "age", "differing_fields", "resolution"),
+        "application",
+    ]
     list_display_links = None  # the item column links to the review page itself
     list_filter = [
         ConflictStatusFilter,
+        OutboxFilter,
         PairOrganizationFilter,
         "resolution_strategy",
         ItemTypeFilter,
@@ -1306,12 +1371,37 @@ class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAd
         return format_html('<pre class="json-value">{}</pre>', pretty_json(entry.resolved_change))
 
 
-# --- SyncState -----------------------------------------------------------------------------------
+# --- SyncState (schedule, leases and failures of many workers) ----------------------------------
+
+
+class SyncScheduleFilter(admin.SimpleListFilter):
+    """Pairs due now, held by a worker now, or failing (the queryset methods workers use)."""
+
+    title = "schedule"
+    parameter_name = "schedule"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """Failing first: that is what operators look for."""
+        return [("failing", "Failing"), ("leased", "Being synced"), ("due", "Due now")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """Filter with ``failing()``, ``leased(now)`` or ``due(now)``."""
+        now = timezone.now()
+        if self.value() == "failing":
+            return queryset.failing()
+        if self.value() == "leased":
+            return queryset.leased(now)
+        if self.value() == "due":
+            return queryset.due(now)
+        return queryset
 
 
 @admin.register(SyncState)
 class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Every (page, team) pair: when it last synced, its status and its unresolved conflicts."""
+    """Every (page, team) pair: last sync, schedule, the worker holding it, failures, conflicts.
+
+    Only ``sync_interval`` can be edited (``sync.change_syncstate``); "Sync now" makes pairs due at once.
+    """
 
     # The date is the link to the state's page: the other columns hold links of their own.
     list_display = [
@@ -1320,9 +1410,18 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "team",
         "organization_name",
         "status",
+        "schedule",
+        "failure_count",
+        "short_last_error",
         "unresolved_conflicts",
+        "history",
     ]
-    list_filter = [OrganizationFilter, "status", ("last_synced_at", admin.DateFieldListFilter)]
+    list_filter = [
+        OrganizationFilter,
+        SyncScheduleFilter,
+        "status",
+        ("last_synced_at", admin.DateFieldListFilter),
+    ]
     list_select_related = ["organization"]
     search_fields = ["confluence_page_id", "linear_team_id"]
     exact_search_fields = ("confluence_page_id", "linear_team_id")
@@ -1330,6 +1429,7 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "Page title, team name or key, or part of a page or team id (three characters or more)."
     )
     ordering = ["-last_synced_at", "confluence_page_id", "linear_team_id"]
+    actions = ["sync_now"]
 
     class Media:
         css = LIST_CSS
@@ -1374,11 +1474,70 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "linear_team_id",
         "status",
         "last_synced_at",
+        "next_sync_at",
+        "lease",
+        "failure_count",
+        "last_error_text",
         "unresolved_conflicts",
+        "history",
         "created_at",
         "updated_at",
     ]
-    fields = readonly_fields
+    fields = [*readonly_fields[:4], "sync_interval", *readonly_fields[4:]]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """With ``sync.change_syncstate``: the interval and "Sync now"; every other field stays read-only."""
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
+
+    def save_model(self, request: HttpRequest, obj: SyncState, form: Any, change: bool) -> None:
+        """Write the interval alone: a full save would overwrite a worker's lease written meanwhile."""
+        SyncState.objects.filter(pk=obj.pk).update(sync_interval=obj.sync_interval, updated_at=timezone.now())
+
+    @admin.action(description="Sync now (make the selected pairs due at once)", permissions=["change"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Make the selected pairs due now; a pair a worker holds keeps its lease and runs after it."""
+        count = queryset.schedule_now()
+        self.message_user(
+            request, f"{count} pair(s) will be synced by the next free worker.", messages.SUCCESS
+        )
+
+    @admin.display(description="next sync", ordering="next_sync_at")
+    def schedule(self, state: SyncState) -> str:
+        """When the pair is next due ("due now" when never scheduled), the lease holder below it."""
+        due = when(state.next_sync_at, empty="due now")
+        if not state.lease_owner:
+            return due
+        return format_html('{}<div class="console-sub">{}</div>', due, self.lease(state))
+
+    @admin.display(description="lease")
+    def lease(self, state: SyncState) -> str:
+        """The worker holding the pair and until when, or "—" (an expired lease says so)."""
+        if not state.lease_owner:
+            return "—"
+        until = when(state.lease_expires_at)
+        if state.lease_is_held():
+            return f"{state.lease_owner} until {until}"
+        return f"{state.lease_owner}, expired {until}"
+
+    @admin.display(description="last error")
+    def short_last_error(self, state: SyncState) -> str:
+        """The first 80 characters of the last error, redacted."""
+        error = self.last_error_text(state)
+        return error if len(error) <= 80 else error[:79] + "…"
+
+    @admin.display(description="last error")
+    def last_error_text(self, state: SyncState) -> str:
+        """The last error, with anything that looks like a token redacted (again: older rows)."""
+        return redact(state.last_error or "")
+
+    @admin.display(description="history")
+    def history(self, state: SyncState) -> str:
+        """A link to the pair's sync runs."""
+        url = reverse("admin:sync_synchistory_changelist")
+        query = urlencode(
+            {"confluence_page_id": state.confluence_page_id, "linear_team_id": state.linear_team_id}
+        )
+        return format_html('<a href="{}?{}">runs</a>', url, query)
 
     @admin.display(description="unresolved conflicts", ordering="conflict_count")
     def unresolved_conflicts(self, state: SyncState) -> str:

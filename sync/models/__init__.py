@@ -11,7 +11,8 @@ The public API mirrors the old TypeScript functions (see ``shared/legacy-schema.
 
 One module per concern: ``values`` (checks of stored JSON and ids), ``state``, ``conflicts`` (with the
 resolution log), ``snapshots`` (three-way sync: last-synced items and field ownership), ``history``,
-``cache``, ``directory`` (names of teams and pages). Import every public name from ``sync.models``.
+``cache``, ``directory`` (names of teams and pages), ``leases`` (worker leases and back-off), ``outbox``
+(resolutions waiting to be applied). Import every public name from ``sync.models``.
 
 Timestamps default to ``timezone.now`` instead of ``auto_now``/``auto_now_add`` so that the legacy import
 can keep the old rows' times; the write methods here set ``updated_at`` themselves.
@@ -40,6 +41,8 @@ from sync.models.directory import (
     LinearTeamQuerySet,
 )
 from sync.models.history import SyncHistory, SyncHistoryManager, SyncHistoryQuerySet
+from sync.models.leases import LeaseLost, retry_delay
+from sync.models.outbox import ResolutionOutboxManager, ResolutionOutboxQuerySet
 from sync.models.snapshots import (
     FieldOwner,
     FieldOwnership,
@@ -75,6 +78,7 @@ __all__ = [
     "ConfluencePage",
     "ConfluencePageManager",
     "ConfluencePageQuerySet",
+    "LeaseLost",
     "FieldOwner",
     "FieldOwnership",
     "FieldOwnershipManager",
@@ -89,6 +93,8 @@ __all__ = [
     "LinearTeamManager",
     "LinearTeamQuerySet",
     "ResolutionAction",
+    "ResolutionOutboxManager",
+    "ResolutionOutboxQuerySet",
     "ResolutionStrategy",
     "SyncHistory",
     "SyncHistoryManager",
@@ -103,5 +109,6 @@ __all__ = [
     "clean_json",
     "clean_owner",
     "clean_resolution",
+    "retry_delay",
     "item_data_hash",
 ]

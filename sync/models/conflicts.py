@@ -23,6 +23,14 @@ from accounts.validation import (
 from config.db import FastLoadMixin
 from sync.diff import DiffRow, differing_field_count, item_data_diff, json_equal
 from sync.merge import Merge, clean_field_path, pick_sides, three_way
+from sync.models.outbox import (
+    OUTBOX_CONSTRAINTS,
+    OUTBOX_FIELDS,
+    OUTBOX_INDEXES,
+    ResolutionOutbox,
+    ResolutionOutboxManager,
+    ResolutionOutboxQuerySet,
+)
 from sync.models.state import SyncState
 from sync.models.values import (
     ITEM_TYPE_MAX_LENGTH,
@@ -171,7 +179,7 @@ def _change_time(change: dict[str, Any]) -> dt.datetime | None:
         return None
 
 
-class ConflictQuerySet(models.QuerySet["Conflict"]):
+class ConflictQuerySet(ResolutionOutboxQuerySet):
     """Chainable queries. They return lazy QuerySets, so they need no async twin: iterate them with
     ``async for`` or call Django's own ``aget``/``acount``/``afirst`` on them."""
 
@@ -230,7 +238,7 @@ class ConflictQuerySet(models.QuerySet["Conflict"]):
         )
 
 
-class ConflictManager(models.Manager["Conflict"]):
+class ConflictManager(ResolutionOutboxManager):
     def store(
         self,
         conflict_id: Any,
@@ -407,7 +415,7 @@ class ConflictManager(models.Manager["Conflict"]):
         return await sync_to_async(self.clear)(confluence_page_id, linear_team_id)
 
 
-class Conflict(FastLoadMixin, models.Model):
+class Conflict(FastLoadMixin, ResolutionOutbox):
     """A disagreement between Linear and Confluence about one item (old ``conflicts``)."""
 
     id = models.CharField(primary_key=True, max_length=255, help_text="The agent's id, conflict-<itemId>.")
@@ -458,6 +466,39 @@ class Conflict(FastLoadMixin, models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # The resolution outbox (sync.models.outbox). Text and counters have database defaults too: rows
+    # written outside the ORM (the legacy import, seeds) stay valid.
+    applied_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker applied the resolution to Linear and Confluence."
+    )
+    applied_by = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The worker that applied the resolution.",
+    )
+    apply_attempts = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Finished attempts to apply this resolution (failed ones and the success).",
+    )
+    next_apply_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a failed application is retried; empty means due now."
+    )
+    last_apply_error = models.TextField(
+        blank=True, default="", db_default="", help_text="The error of the last failed application."
+    )
+    apply_lease_owner = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The worker applying the resolution now.",
+    )
+    apply_lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When that worker's lease runs out and others may take it."
+    )
 
     objects = ConflictManager.from_queryset(ConflictQuerySet)()
 
@@ -483,6 +524,7 @@ class Conflict(FastLoadMixin, models.Model):
                 name="sync_conflict_differing_field_count_non_negative",
             ),
             models.CheckConstraint(condition=Q(version__gte=1), name="sync_conflict_version_positive"),
+            *OUTBOX_CONSTRAINTS,
         ]
         indexes = [
             # unresolved() newest first, and the console's default changelist.
@@ -513,6 +555,7 @@ class Conflict(FastLoadMixin, models.Model):
             models.Index(fields=["item_id"], name="sync_conflict_item_id_idx"),
             models.Index(fields=["created_at"], name="sync_conflict_created_at_idx"),
             models.Index(fields=["organization", "item_id"], name="sync_conflict_org_item_idx"),
+            *OUTBOX_INDEXES,
         ]
 
     def __str__(self) -> str:
@@ -707,6 +750,7 @@ class Conflict(FastLoadMixin, models.Model):
         self.resolved_at = at
         self.resolved_by = by
         self.updated_at = at
+        self._withdraw_application()  # a new decision is applied afresh (sync.models.outbox)
         self.save(update_fields=_RESOLUTION_FIELDS)
         ConflictResolution.objects.create(
             conflict_id=self.pk,
@@ -726,6 +770,7 @@ class Conflict(FastLoadMixin, models.Model):
         self.resolved_by = None
         self.resolved_change = None
         self.updated_at = at
+        self._withdraw_application()  # nothing left to apply (sync.models.outbox)
         ConflictResolution.objects.create(conflict_id=self.pk, action=ResolutionAction.REOPENED, by=by, at=at)
         logger.info("Conflict %s reopened by %s", self.pk, by.pk if by else "agent code")
 
@@ -803,6 +848,7 @@ _RESOLUTION_FIELDS = [
     "resolved_by",
     "resolved_change",
     "updated_at",
+    *OUTBOX_FIELDS,
 ]
 
 

@@ -1,4 +1,5 @@
-"""Sync state per (Confluence page, Linear team): last sync, status and the unresolved conflict count."""
+"""Sync state per (Confluence page, Linear team): last sync, status, the unresolved conflict count, and
+the schedule and lease that let many agent workers share the pairs (``claim_due``/``release``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
-from django.db.models import Q
+from django.core.validators import MinValueValidator
+from django.db import models, transaction
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -16,8 +20,18 @@ from accounts.models import Organization
 from accounts.validation import (
     clean_aware_datetime,
     clean_identifier,
+    clean_optional_identifier,
 )
 from config.db import CompiledQuery, upsert_one
+from sync.models.leases import (
+    LeaseLost,
+    clean_at,
+    clean_error,
+    clean_lease,
+    clean_limit,
+    clean_worker,
+    sync_retry_delay,
+)
 
 # --- SyncState -------------------------------------------------------------------------------------
 
@@ -33,7 +47,44 @@ class SyncStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+#: The lease ``claim_due`` and ``renew_lease`` give when none is named.
+DEFAULT_LEASE = dt.timedelta(minutes=5)
+
+
+def default_sync_interval() -> dt.timedelta:
+    """A new pair's ``sync_interval``: ``SYNC_INTERVAL_SECONDS`` from the settings."""
+    return dt.timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+
+
 class SyncStateQuerySet(models.QuerySet["SyncState"]):
+    def due(self, at: dt.datetime) -> SyncStateQuerySet:
+        """Pairs due at ``at`` and held by no worker: never scheduled or scheduled by then, lease over."""
+        return self.filter(
+            Q(next_sync_at__isnull=True) | Q(next_sync_at__lte=at),
+            Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=at),
+        )
+
+    def leased(self, at: dt.datetime) -> SyncStateQuerySet:
+        """Pairs a worker holds at ``at`` (lease not expired)."""
+        return self.filter(lease_expires_at__gt=at)
+
+    def schedule_now(self) -> int:
+        """Make these pairs due at once ("sync now"); the number of rows changed.
+
+        ``next_sync_at`` is cleared (due now, ahead of every overdue pair); a pair a worker holds keeps
+        its lease and is taken by the next claim after the lease ends, unless that worker's release
+        schedules it anew.
+        """
+        return self.update(next_sync_at=None, updated_at=timezone.now())
+
+    async def aschedule_now(self) -> int:
+        """Async twin of :meth:`schedule_now`."""
+        return await sync_to_async(self.schedule_now)()
+
+    def failing(self) -> SyncStateQuerySet:
+        """Pairs whose last sync failed (``failure_count`` > 0), most failures first."""
+        return self.filter(failure_count__gt=0).order_by("-failure_count", "-updated_at", "pk")
+
     def for_pair(self, confluence_page_id: str, linear_team_id: str) -> SyncStateQuerySet:
         """The state of one (page, team) pair (zero or one row)."""
         return self.filter(confluence_page_id=confluence_page_id, linear_team_id=linear_team_id)
@@ -152,6 +203,90 @@ class SyncStateManager(models.Manager["SyncState"]):
             update_fields=["status", "updated_at"],
         )
 
+    def claim_due(
+        self,
+        *,
+        worker: str,
+        limit: int = 10,
+        lease: dt.timedelta = DEFAULT_LEASE,
+        organization_id: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> list[SyncState]:
+        """Lease up to ``limit`` due pairs to ``worker`` for ``lease``; each due pair goes to one worker.
+
+        A pair is due when ``next_sync_at`` is empty (never synced) or not after ``at`` (default now)
+        and no lease on it runs past ``at``. Most overdue first (never scheduled before all), then by
+        id. One short transaction: ``SELECT … FOR UPDATE SKIP LOCKED … LIMIT`` and one ``UPDATE``, so
+        concurrent workers on PostgreSQL skip each other's rows instead of waiting or taking them
+        twice. On SQLite (no row locks) the transaction takes the database's write lock at ``BEGIN``
+        (``IMMEDIATE``): correct, one claim at a time; run one worker there. Claimed rows get
+        ``status`` running. ``organization_id`` (a Linear organization id) limits the claim to one
+        tenant. Returns the claimed rows, in claim order.
+        """
+        worker = clean_worker(worker)
+        limit = clean_limit(limit)
+        lease = clean_lease(lease)
+        organization = clean_optional_identifier(organization_id, "organization_id")
+        at = clean_at(at, timezone.now())
+        expires = at + lease
+        candidates = self.get_queryset().due(at)
+        if organization is not None:
+            candidates = candidates.filter(organization__linear_id=organization)
+        with transaction.atomic(using=self.db):
+            # of=("self",): lock the pairs only, never the organization row the filter joins.
+            claimed = list(
+                candidates.select_for_update(skip_locked=True, of=("self",)).order_by(
+                    F("next_sync_at").asc(nulls_first=True), "pk"
+                )[:limit]
+            )
+            if claimed:
+                self.filter(pk__in=[state.pk for state in claimed]).update(
+                    lease_owner=worker, lease_expires_at=expires, status=SyncStatus.RUNNING, updated_at=at
+                )
+        for state in claimed:
+            state.lease_owner = worker
+            state.lease_expires_at = expires
+            state.status = SyncStatus.RUNNING
+            state.updated_at = at
+        return claimed
+
+    # Async twins (Django's naming: the sync body run by asgiref's sync_to_async) ----------------------
+
+    async def alast_synced_at(self, confluence_page_id: Any, linear_team_id: Any) -> dt.datetime | None:
+        """Async twin of :meth:`last_synced_at`."""
+        return await sync_to_async(self.last_synced_at)(confluence_page_id, linear_team_id)
+
+    async def amark_synced(
+        self,
+        confluence_page_id: Any,
+        linear_team_id: Any,
+        at: dt.datetime | None = None,
+        *,
+        organization_id: Any = None,
+    ) -> SyncState:
+        """Async twin of :meth:`mark_synced`."""
+        return await sync_to_async(self.mark_synced)(
+            confluence_page_id, linear_team_id, at, organization_id=organization_id
+        )
+
+    async def aset_status(self, confluence_page_id: Any, linear_team_id: Any, status: Any) -> SyncState:
+        """Async twin of :meth:`set_status`."""
+        return await sync_to_async(self.set_status)(confluence_page_id, linear_team_id, status)
+
+    async def aclaim_due(
+        self,
+        *,
+        worker: str,
+        limit: int = 10,
+        lease: dt.timedelta = DEFAULT_LEASE,
+        organization_id: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> list[SyncState]:
+        """Async twin of :meth:`claim_due`."""
+        return await sync_to_async(self.claim_due)(
+            worker=worker, limit=limit, lease=lease, organization_id=organization_id, at=at
+        )
+
     def refresh_conflict_counts(self, pairs: Iterable[tuple[str, str]], *, create: bool = False) -> None:
         """Set ``conflict_count`` of each (page, team) pair to its number of unresolved conflicts.
 
@@ -207,6 +342,33 @@ class SyncState(models.Model):
     conflict_count = models.PositiveIntegerField(
         default=0, help_text="Unresolved conflicts of this pair; kept by the conflict methods."
     )
+    # Scheduling and the lease of the worker syncing the pair now (claim_due / release). db_default too:
+    # rows written outside the ORM (the legacy import, the benchmarks' raw inserts) stay valid.
+    sync_interval = models.DurationField(
+        default=default_sync_interval,
+        db_default=dt.timedelta(seconds=300),
+        validators=[MinValueValidator(dt.timedelta(seconds=1))],
+        help_text="Time between two syncs of this pair (at least 1 second), e.g. 00:05:00.",
+    )
+    next_sync_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the pair is due next; empty means due now."
+    )
+    lease_owner = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The worker syncing the pair now; empty when none.",
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the worker's lease runs out and others may take the pair."
+    )
+    failure_count = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Consecutive failed syncs."
+    )
+    last_error = models.TextField(
+        blank=True, default="", db_default="", help_text="The error of the last failed sync."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -228,7 +390,152 @@ class SyncState(models.Model):
             models.CheckConstraint(
                 condition=Q(conflict_count__gte=0), name="sync_syncstate_conflict_count_non_negative"
             ),
+            models.CheckConstraint(
+                condition=Q(failure_count__gte=0), name="sync_syncstate_failure_count_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(sync_interval__gte=dt.timedelta(seconds=1)),
+                name="sync_syncstate_sync_interval_min_1s",
+            ),
+            # A lease is an owner and an expiry, or neither.
+            models.CheckConstraint(
+                condition=Q(lease_owner="", lease_expires_at__isnull=True)
+                | (~Q(lease_owner="") & Q(lease_expires_at__isnull=False)),
+                name="sync_syncstate_lease_owner_iff_expiry",
+            ),
+        ]
+        indexes = [
+            # claim_due: due pairs, most overdue first.
+            models.Index(fields=["next_sync_at", "id"], name="sync_syncstate_next_sync_idx"),
+            # The dashboard's failing pairs.
+            models.Index(
+                fields=["-failure_count"], condition=Q(failure_count__gt=0), name="sync_syncstate_failing_idx"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.confluence_page_id} ↔ {self.linear_team_id}"
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """The (Confluence page id, Linear team id) this row is about."""
+        return (self.confluence_page_id, self.linear_team_id)
+
+    # Leases (many workers) ------------------------------------------------------------------------
+
+    def renew_lease(
+        self, *, worker: str, lease: dt.timedelta = DEFAULT_LEASE, at: dt.datetime | None = None
+    ) -> SyncState:
+        """Extend ``worker``'s lease to ``at`` (default now) + ``lease``; :class:`LeaseLost` if not held.
+
+        Held means the row names ``worker`` and its lease has not run out at ``at``: a worker whose lease
+        expired must stop, since another worker may have taken the pair. One conditional ``UPDATE``.
+        """
+        worker = clean_worker(worker)
+        lease = clean_lease(lease)
+        at = clean_at(at, timezone.now())
+        expires = at + lease
+        renewed = (
+            type(self)
+            ._default_manager.filter(pk=self.pk, lease_owner=worker, lease_expires_at__gt=at)
+            .update(lease_expires_at=expires, updated_at=at)
+        )
+        if not renewed:
+            holder = (
+                type(self)._default_manager.filter(pk=self.pk).values_list("lease_owner", flat=True).first()
+            )
+            raise LeaseLost(f"Sync state {self}", worker, holder or "")
+        self.lease_expires_at = expires
+        self.updated_at = at
+        return self
+
+    def release(
+        self,
+        *,
+        worker: str,
+        success: bool,
+        error: str | None = None,
+        next_sync_at: dt.datetime | None = None,
+        at: dt.datetime | None = None,
+    ) -> SyncState:
+        """End ``worker``'s lease: record the sync's outcome and schedule the next one.
+
+        ``success``: ``last_synced_at`` = ``at`` (default now), status idle, failures reset, next sync
+        at ``at`` + ``sync_interval``. Failure: status failed, ``failure_count`` + 1, ``error`` kept in
+        ``last_error`` (secrets redacted, cut to 4,000 characters), retry after
+        ``SYNC_RETRY_BASE_SECONDS`` doubled per consecutive failure up to ``SYNC_RETRY_MAX_SECONDS``
+        (+ at most 10 % jitter). ``next_sync_at`` overrides either schedule. The row is locked and
+        re-read: :class:`LeaseLost` when another worker holds the pair now (this worker's lease ran out
+        and the pair was claimed again) or nobody does; a lease that ran out with no one taking the
+        pair over is still this worker's to release. Returns ``self``, refreshed.
+        """
+        worker = clean_worker(worker)
+        if not isinstance(success, bool):
+            raise ValueError(f"success must be a bool, not {type(success).__name__}.")
+        if success and error is not None:
+            raise ValidationError("error is only for a failed sync (success=False).", code="invalid")
+        error_text = clean_error(error)
+        next_sync_at = clean_aware_datetime(next_sync_at, "next_sync_at", required=False)
+        at = clean_at(at, timezone.now())
+        manager = type(self)._default_manager
+        with transaction.atomic(using=manager.db):
+            locked = manager.select_for_update().filter(pk=self.pk).first()
+            if locked is None:
+                raise ValidationError(f"Sync state {self} no longer exists.", code="does_not_exist")
+            if locked.lease_owner != worker:
+                raise LeaseLost(f"Sync state {locked}", worker, locked.lease_owner)
+            if success:
+                locked.last_synced_at = at
+                locked.status = SyncStatus.IDLE
+                locked.failure_count = 0
+                locked.last_error = ""
+                locked.next_sync_at = next_sync_at or at + locked.sync_interval
+            else:
+                locked.status = SyncStatus.FAILED
+                locked.failure_count += 1
+                locked.last_error = error_text
+                locked.next_sync_at = next_sync_at or at + sync_retry_delay(locked.failure_count)
+            locked.lease_owner = ""
+            locked.lease_expires_at = None
+            locked.updated_at = at
+            locked.save(update_fields=_RELEASE_FIELDS)
+        for field in self._meta.concrete_fields:
+            setattr(self, field.attname, getattr(locked, field.attname))
+        return self
+
+    def lease_is_held(self, at: dt.datetime | None = None) -> bool:
+        """Whether a worker holds this pair at ``at`` (default now), as far as this copy knows."""
+        at = clean_at(at, timezone.now())
+        return bool(self.lease_owner) and self.lease_expires_at is not None and self.lease_expires_at > at
+
+    async def arenew_lease(
+        self, *, worker: str, lease: dt.timedelta = DEFAULT_LEASE, at: dt.datetime | None = None
+    ) -> SyncState:
+        """Async twin of :meth:`renew_lease`."""
+        return await sync_to_async(self.renew_lease)(worker=worker, lease=lease, at=at)
+
+    async def arelease(
+        self,
+        *,
+        worker: str,
+        success: bool,
+        error: str | None = None,
+        next_sync_at: dt.datetime | None = None,
+        at: dt.datetime | None = None,
+    ) -> SyncState:
+        """Async twin of :meth:`release`."""
+        return await sync_to_async(self.release)(
+            worker=worker, success=success, error=error, next_sync_at=next_sync_at, at=at
+        )
+
+
+_RELEASE_FIELDS = [
+    "last_synced_at",
+    "status",
+    "failure_count",
+    "last_error",
+    "next_sync_at",
+    "lease_owner",
+    "lease_expires_at",
+    "updated_at",
+]

@@ -197,17 +197,17 @@ def test_index_query_count_is_constant_as_data_grows(admin_client):
     _world(12)
     large = index_queries()
     assert large == small
-    # Session and user, the admin log of the sidebar, and the dashboard's seventeen.
-    assert small == 20
+    # Session and user, the admin log of the sidebar, and the dashboard's twenty-one.
+    assert small == 24
 
 
 @pytest.mark.django_db
-def test_dashboard_costs_seventeen_queries(admin_user, django_assert_num_queries):
+def test_dashboard_costs_twenty_one_queries(admin_user, django_assert_num_queries):
     _world(3)
     make_conflict()  # one without a pair: counted apart from the per-pair counters
     # Organizations; conflicts 4, failures 1, names 2 (teams, pages); sessions 3; tokens 4;
-    # re-authorization 2 (one per token model).
-    with django_assert_num_queries(17):
+    # re-authorization 2 (one per token model); workers 4.
+    with django_assert_num_queries(21):
         dashboard = build_dashboard(admin_user)
     assert dashboard.conflicts.total == 7
     assert [(p.page_title, p.team_name, p.organization, p.count) for p in dashboard.conflicts.pairs] == [

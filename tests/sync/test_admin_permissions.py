@@ -219,7 +219,7 @@ def test_anonymous_users_are_sent_to_the_login_page(world):
 
 READ_ONLY = [
     ("synchistory", "history"),
-    ("syncstate", "state"),
+    # syncstate: its interval is editable (tests/sync/test_leases.py checks the rest stays read-only)
     ("conflictresolution", "entry"),
     ("linearissuecache", "cached"),
 ]

@@ -16,6 +16,8 @@ from tests.test_docs_api import _public_methods
 
 #: Return lazy QuerySets: no twin needed (docs/api.md says so).
 QUERYSET_METHODS = {"for_pair", "unresolved", "resolved", "for_organization", "for_conflict", "applicable"}
+# The resolution outbox's lazy QuerySets (sync.models.outbox).
+QUERYSET_METHODS |= {"awaiting_application", "due_for_application", "applied", "failing_to_apply"}
 #: No database access at all.
 PURE_METHODS = {"item_data_diff", "pair"}
 #: Django's own overrides, or the append-only log's refusals.
