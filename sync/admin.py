@@ -671,7 +671,9 @@ class ConflictOutboxAdminMixin:
         if conflict.apply_attempts:
             error = redact(conflict.last_apply_error)
             error = error if len(error) <= 80 else error[:79] + "…"
-            return f"✗ failing ({conflict.apply_attempts} attempts): {error}"
+            return format_html(
+                '<span class="excerpt">✗ failing ({} attempts): {}</span>', conflict.apply_attempts, error
+            )
         return "waiting"
 
 
@@ -681,10 +683,8 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
 
     # Names, not ids (issue 19): the item's title links to the review page (its conflict id on hover),
     # its Linear identifier to Linear; the pair's page links to Confluence. Fits 1366 px.
-    list_display = [
-        *("item", "organization_name", "pair", "age", "differing_fields", "resolution"),
-        "application",
-    ]
+    # The outbox state (issue 17) is the resolution's second line: a column of its own overflowed 1366 px.
+    list_display = ["item", "organization_name", "pair", "age", "differing_fields", "resolution"]
     list_display_links = None  # the item column links to the review page itself
     list_filter = [
         ConflictStatusFilter,
@@ -852,9 +852,11 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
             return mark_safe('<span class="conflict-state conflict-state--open">● Unresolved</span>')
         who = conflict.resolved_by.get_username() if conflict.resolved_by else "agent"
         return format_html(
-            '<span class="conflict-state conflict-state--resolved">✓ {} · {}</span>',
+            '<span class="conflict-state conflict-state--resolved">✓ {} · {}</span>'
+            '<div class="name-sub conflict-application">{}</div>',
             conflict.get_resolution_strategy_display(),
             who,
+            self.application(conflict),
         )
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
@@ -1409,12 +1411,10 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "page",
         "team",
         "organization_name",
-        "status",
+        "status_and_runs",
         "schedule",
-        "failure_count",
-        "short_last_error",
+        "failures",
         "unresolved_conflicts",
-        "history",
     ]
     list_filter = [
         OrganizationFilter,
@@ -1529,6 +1529,22 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def last_error_text(self, state: SyncState) -> str:
         """The last error, with anything that looks like a token redacted (again: older rows)."""
         return redact(state.last_error or "")
+
+    @admin.display(description="status", ordering="status")
+    def status_and_runs(self, state: SyncState) -> str:
+        """The status, and below it a link to the pair's sync runs."""
+        return format_html(
+            '{}<div class="name-sub">{}</div>', state.get_status_display(), self.history(state)
+        )
+
+    @admin.display(description="failures", ordering="failure_count")
+    def failures(self, state: SyncState) -> str:
+        """Consecutive failures, and the last error as a wrapping excerpt (redacted); "—" for none."""
+        if not state.failure_count:
+            return "—"
+        return format_html(
+            '{}<span class="excerpt">{}</span>', state.failure_count, self.short_last_error(state)
+        )
 
     @admin.display(description="history")
     def history(self, state: SyncState) -> str:

@@ -410,7 +410,7 @@ def test_changelist_columns(su_client):
     response = su_client.get(CHANGELIST)
     html = response.content.decode()
     headers = [str(header["text"]) for header in result_headers(response.context["cl"])][1:]
-    assert headers == ["item", "organization", "page · team", "age", "≠ fields", "resolution", "application"]
+    assert headers == ["item", "organization", "page · team", "age", "≠ fields", "resolution"]
     cells = re.findall(r'<td class="field-(\w+)[^"]*">(.*?)</td>', html)
     assert cells == [
         (
@@ -429,7 +429,6 @@ def test_changelist_columns(su_client):
         ("age", "0\xa0minutes"),
         ("differing_fields", "3"),
         ("resolution", '<span class="conflict-state conflict-state--open">● Unresolved</span>'),
-        ("application", "—"),
     ]
 
 

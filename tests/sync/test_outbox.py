@@ -429,9 +429,15 @@ def su_client() -> Client:
 
 
 def application_cells(html: str) -> dict[str, str]:
-    row = r'<th class="field-id"><a href="[^"]*">([^<]+)</a></th>.*?'
-    row += r'<td class="field-application">([^<]*)</td>'
-    return dict(re.findall(row, html, re.S))
+    """Conflict id -> where its resolution stands (the resolution column's second line; "—" when open)."""
+    cells = {}
+    for row in re.findall(r"<tr>.*?</tr>", html, re.S):
+        selected = re.search(r'name="_selected_action" value="([^"]+)"', row)
+        if selected is None:
+            continue
+        application = re.search(r'<div class="name-sub conflict-application">(.*?)</div>', row, re.S)
+        cells[selected.group(1)] = re.sub(r"<[^>]+>", "", application.group(1)) if application else "—"
+    return cells
 
 
 def test_the_conflict_list_filters_and_shows_where_each_resolution_stands(su_client, no_jitter):
@@ -460,7 +466,7 @@ def test_the_conflict_list_filters_and_shows_where_each_resolution_stands(su_cli
         "conflict-open": "—",
         waiting.pk: "waiting",
         failing.pk: "✗ failing (1 attempts): 503 token=[REDACTED]",
-        applied.pk: "✓ applied by w1 at 2026-03-01 09:30",
+        applied.pk: "✓ applied by w1 at 2026-03-01 09:30 UTC",
         held.pk: "being applied by w1",
     }
     assert by_filter == {
