@@ -19,29 +19,52 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.admin_tenancy import TenantScopedAdminMixin
 from accounts.admin_widgets import SafeAutocompleteMixin, SafeManyToManyMixin
 from accounts.models import (
     ConfluenceToken,
     LinearToken,
     OAuthToken,
     Organization,
+    OrganizationMembership,
     TokenStatus,
     User,
     clean_token,
     status_for_expiry,
 )
+from accounts.tenancy import is_limited
+
+
+class OrganizationMembershipInline(SafeAutocompleteMixin, admin.TabularInline):
+    """The organizations a staff user is limited to (none: every organization)."""
+
+    model = OrganizationMembership
+    fields = ["organization", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["organization"]
+    extra = 0
+    verbose_name = "organization access"
+    verbose_name_plural = (
+        "organization access (a staff user with none sees every organization; superusers always do)"
+    )
 
 
 @admin.register(User)
-class OperatorAdmin(SafeManyToManyMixin, UserAdmin):
-    """Django's user admin; a tampered group/permission id is a form error, not a 500."""
+class OperatorAdmin(TenantScopedAdminMixin, SafeManyToManyMixin, UserAdmin):
+    """Django's user admin; a tampered group/permission id is a form error, not a 500.
+
+    Users belong to no tenant: only unlimited staff and superusers reach this page (a limited user
+    could otherwise widen their own access).
+    """
+
+    inlines = [OrganizationMembershipInline]
 
 
 admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class OperatorGroupAdmin(SafeManyToManyMixin, GroupAdmin):
+class OperatorGroupAdmin(TenantScopedAdminMixin, SafeManyToManyMixin, GroupAdmin):
     """Django's group admin; a tampered permission id is a form error, not a 500."""
 
 
@@ -108,7 +131,7 @@ class TokenReplaceForm(forms.ModelForm):
         return value
 
 
-class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
+class OAuthTokenAdmin(TenantScopedAdminMixin, SafeAutocompleteMixin, admin.ModelAdmin):
     """What both token admins share: masked hints, expiry state, owner, write-only replacement."""
 
     form = TokenReplaceForm
@@ -193,10 +216,14 @@ class ConfluenceTokenAdmin(OAuthTokenAdmin):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = ["linear_id", "name", "linear_token_status", "confluence_token_status", "created_at"]
     search_fields = ["linear_id", "name"]
     readonly_fields = ["linear_token_status", "confluence_token_status", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A user limited to organizations could not see the organization they add.
+        return not is_limited(request.user) and super().has_add_permission(request)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         # Expiry dates come as subqueries: no token (ciphertext) is loaded to show a status.

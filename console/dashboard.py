@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus, expiry_condition
+from accounts.tenancy import visible_to
 from config.logging import redact
 from planning.models import PlanningSession
 from sync.models import Conflict, SyncState
@@ -139,17 +140,22 @@ def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     token_models = [m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))]
     return Dashboard(
-        conflicts=conflict_panel() if user.has_perm(_view_perm(Conflict)) else None,
-        sessions=session_groups() if user.has_perm(_view_perm(PlanningSession)) else None,
-        tokens=token_panel(token_models, now=now) if token_models else None,
+        conflicts=conflict_panel(user=user) if user.has_perm(_view_perm(Conflict)) else None,
+        sessions=session_groups(user=user) if user.has_perm(_view_perm(PlanningSession)) else None,
+        tokens=token_panel(token_models, now=now, user=user) if token_models else None,
     )
+
+
+def _scoped(queryset: Any, user: Any) -> Any:
+    """``queryset`` as ``user`` may see it (every row for ``None``): the dashboard's tenant scoping."""
+    return queryset if user is None else visible_to(queryset, user)
 
 
 def _view_perm(model: type) -> str:
     return f"{model._meta.app_label}.view_{model._meta.model_name}"
 
 
-def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
+def conflict_panel(limit: int = PAIR_LIMIT, *, user: Any = None) -> ConflictPanel:
     """Unresolved conflicts per (page, team), most first, and their total: four small queries.
 
     Complete pairs come from ``SyncState.conflict_count``, which every conflict write (the model
@@ -157,14 +163,20 @@ def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
     row per pair, where grouping the conflicts themselves reads every unresolved conflict (0.34 s for
     200,000 on PostgreSQL). Conflicts without a page or a team have no state row; they are grouped
     directly — the page/team indexes find them, and they are the old system's few.
+
+    ``user``: count only the rows of the organizations the user may see (``accounts.tenancy``);
+    ``None`` counts everything.
     """
+    states = _scoped(SyncState.objects.all(), user)
     top_pairs = list(
-        SyncState.objects.filter(conflict_count__gt=0)
+        states.filter(conflict_count__gt=0)
         .order_by("-conflict_count", "confluence_page_id", "linear_team_id")
         .values_list("confluence_page_id", "linear_team_id", "conflict_count")[: limit + 1]
     )
-    incomplete_qs = Conflict.objects.filter(is_resolved=False).filter(
-        Q(confluence_page_id="") | Q(linear_team_id="")
+    incomplete_qs = (
+        _scoped(Conflict.objects.all(), user)
+        .filter(is_resolved=False)
+        .filter(Q(confluence_page_id="") | Q(linear_team_id=""))
     )
     incomplete = list(
         incomplete_qs.values_list("confluence_page_id", "linear_team_id")
@@ -186,21 +198,25 @@ def conflict_panel(limit: int = PAIR_LIMIT) -> ConflictPanel:
     return ConflictPanel(
         # Summed from the per-pair counters too: counting the unresolved conflicts themselves reads
         # every one of them (0.1 s for 200,000 even as an index-only scan).
-        total=(SyncState.objects.aggregate(n=Sum("conflict_count"))["n"] or 0) + incomplete_qs.count(),
+        total=(states.aggregate(n=Sum("conflict_count"))["n"] or 0) + incomplete_qs.count(),
         pairs=pairs,
         more=len(grouped) > limit,
         url=_changelist(Conflict),
     )
 
 
-def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
-    """Sessions processing and failed: their counts (one grouped query) and the latest of each."""
+def session_groups(limit: int = SESSION_LIMIT, *, user: Any = None) -> list[SessionGroup]:
+    """Sessions processing and failed: their counts (one grouped query) and the latest of each.
+
+    ``user``: only the sessions of the organizations the user may see; ``None`` counts every session.
+    """
+    sessions = _scoped(PlanningSession.objects.all(), user)
     statuses = [
         (PlanningSession.Status.PROCESSING, "In progress"),
         (PlanningSession.Status.FAILED, "Failed"),
     ]
     counts = dict(
-        PlanningSession.objects.filter(status__in=[status for status, _ in statuses])
+        sessions.filter(status__in=[status for status, _ in statuses])
         .values_list("status")
         .annotate(count=Count("pk"))
         .order_by()
@@ -210,7 +226,7 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
         rows = []
         if counts.get(status):
             latest = (
-                PlanningSession.objects.filter(status=status)
+                sessions.filter(status=status)
                 .order_by("-created_at", "-id")
                 .values(
                     "pk",
@@ -243,15 +259,20 @@ def session_groups(limit: int = SESSION_LIMIT) -> list[SessionGroup]:
     return groups
 
 
-def token_panel(models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMIT) -> TokenPanel:
-    """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list."""
+def token_panel(
+    models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMIT, user: Any = None
+) -> TokenPanel:
+    """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list.
+
+    ``user``: only the tokens of the organizations the user may see; ``None`` counts every token.
+    """
     soon = now + EXPIRING_SOON_WINDOW
     counts: list[TokenCount] = []
     rows: list[TokenRow] = []
     for model in models:
         kind = model._meta.verbose_name
         # The WHERE on expires_at uses its index; only tokens due within the day are counted.
-        due = model.objects.filter(expires_at__lte=soon)
+        due = _scoped(model.objects.all(), user).filter(expires_at__lte=soon)
         totals = due.aggregate(
             expired=Count("pk", filter=expiry_condition(TokenStatus.EXPIRED, at=now)),
             expiring=Count("pk", filter=expiry_condition(TokenStatus.EXPIRING, at=now)),

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
+from accounts.admin_tenancy import TenantScopedAdminMixin, TenantScopedInlineMixin
 from accounts.admin_widgets import SafeAutocompleteMixin
 from config.logging import redact
 from planning.models import (
@@ -118,14 +119,14 @@ class ExactIdSearchMixin:
 # --- program increments ------------------------------------------------------------------------------
 
 
-class PIFeatureInline(admin.TabularInline):
+class PIFeatureInline(TenantScopedInlineMixin, admin.TabularInline):
     model = PIFeature
     fields = ["feature_id", "team_id", "status", "confidence"]
     formset = linear_id_formset("feature_id")
     extra = 0
 
 
-class PIObjectiveInline(admin.TabularInline):
+class PIObjectiveInline(TenantScopedInlineMixin, admin.TabularInline):
     model = PIObjective
     fields = ["objective_id", "team_id", "description", "business_value", "status"]
     formfield_overrides = COMPACT_TEXT
@@ -133,7 +134,7 @@ class PIObjectiveInline(admin.TabularInline):
     extra = 0
 
 
-class PIRiskInline(admin.TabularInline):
+class PIRiskInline(TenantScopedInlineMixin, admin.TabularInline):
     model = PIRisk
     fields = ["risk_id", "description", "impact", "likelihood", "status", "mitigation_plan"]
     formfield_overrides = COMPACT_TEXT
@@ -142,7 +143,7 @@ class PIRiskInline(admin.TabularInline):
 
 
 @admin.register(ProgramIncrement)
-class ProgramIncrementAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
+class ProgramIncrementAdmin(TenantScopedAdminMixin, SafeAutocompleteMixin, admin.ModelAdmin):
     list_display = ["pi_id", "name", "organization", "start_date", "end_date", "status"]
     list_filter = ["status", "organization"]
     list_select_related = ["organization"]
@@ -156,7 +157,7 @@ class ProgramIncrementAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
 # --- planning sessions -------------------------------------------------------------------------------
 
 
-class FeatureInline(admin.TabularInline):
+class FeatureInline(TenantScopedInlineMixin, admin.TabularInline):
     model = Feature
     fields = ["feature_id", "title", "description", "story_count"]
     readonly_fields = ["story_count"]
@@ -173,7 +174,7 @@ class FeatureInline(admin.TabularInline):
         return getattr(feature, "num_stories", 0)
 
 
-class EnablerInline(admin.TabularInline):
+class EnablerInline(TenantScopedInlineMixin, admin.TabularInline):
     model = Enabler
     fields = ["enabler_id", "title", "enabler_type", "description"]
     formfield_overrides = COMPACT_TEXT
@@ -182,7 +183,9 @@ class EnablerInline(admin.TabularInline):
 
 
 @admin.register(PlanningSession)
-class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.ModelAdmin):
+class PlanningSessionAdmin(
+    TenantScopedAdminMixin, SafeAutocompleteMixin, ExactIdSearchMixin, admin.ModelAdmin
+):
     list_display = [
         "planning_title",
         "organization",
@@ -277,7 +280,7 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
             self.message_user(request, message, messages.WARNING)
 
 
-class StoryInline(admin.TabularInline):
+class StoryInline(TenantScopedInlineMixin, admin.TabularInline):
     model = Story
     fields = ["story_id", "title", "description"]
     formfield_overrides = COMPACT_TEXT
@@ -286,7 +289,7 @@ class StoryInline(admin.TabularInline):
 
 
 @admin.register(Feature)
-class FeatureAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+class FeatureAdmin(TenantScopedAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
     list_display = ["feature_id", "title", "planning_session", "story_count", "created_at"]
     list_select_related = ["planning_session"]
     search_fields = ["title"]
@@ -306,7 +309,7 @@ class FeatureAdmin(ExactIdSearchMixin, admin.ModelAdmin):
 
 
 @admin.register(Enabler)
-class EnablerAdmin(ExactIdSearchMixin, admin.ModelAdmin):
+class EnablerAdmin(TenantScopedAdminMixin, ExactIdSearchMixin, admin.ModelAdmin):
     list_display = ["enabler_id", "title", "enabler_type", "planning_session", "created_at"]
     list_filter = ["enabler_type"]
     list_select_related = ["planning_session"]

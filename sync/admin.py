@@ -36,6 +36,8 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from accounts.admin_tenancy import TenantScopedAdminMixin
+from accounts.tenancy import is_limited, visible_to
 from config.logging import redact
 from sync.diff import MISSING
 from sync.forms import ManualResolutionForm, pretty_json
@@ -216,10 +218,20 @@ class ItemTypeFilter(_ConstantChoicesFilter):
 class _PairFieldFilter(_ConstantChoicesFilter):
     """Page or team choices from SyncState (one row per pair), never a DISTINCT over conflicts."""
 
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        """The user's pages/teams (see ``choice_values``)."""
+        self.request = request
+        return super().lookups(request, model_admin)
+
     def choice_values(self) -> list[str]:
-        """The distinct pages/teams known to SyncState, at most FILTER_CHOICES_LIMIT of them."""
+        """The distinct pages/teams known to SyncState, at most FILTER_CHOICES_LIMIT of them.
+
+        Only the pairs of the user's organizations (``accounts.tenancy``): another tenant's page and
+        team ids are not offered.
+        """
+        states = visible_to(SyncState.objects.all(), self.request.user)
         return list(
-            SyncState.objects.order_by(self.field_name)
+            states.order_by(self.field_name)
             .values_list(self.field_name, flat=True)
             .distinct()[:FILTER_CHOICES_LIMIT]
         )
@@ -318,7 +330,7 @@ class ReadOnlyAdminMixin:
 
 
 @admin.register(Conflict)
-class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """Review conflicts: list unresolved ones, compare the sides, resolve, reopen, bulk resolve."""
 
     list_display = ["id", "type", "item", "page", "team", "age", "differing_fields", "resolution"]
@@ -356,8 +368,11 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
         return False
 
     def has_resolve_conflict_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Whether the user may resolve or reopen conflicts (``sync.resolve_conflict``)."""
-        return request.user.has_perm(f"{self.opts.app_label}.resolve_conflict")
+        """Whether the user may resolve or reopen conflicts: ``sync.resolve_conflict`` *and* the view
+        permission (resolving what one may not look at would be deciding blind, and would reveal ids)."""
+        return self.has_view_permission(request, obj) and request.user.has_perm(
+            f"{self.opts.app_label}.resolve_conflict"
+        )
 
     # Changelist ---------------------------------------------------------------------------------
 
@@ -466,6 +481,7 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         """The review page (GET); a POST here is refused — changes are resolutions, posted to resolve/."""
+        self._refuse_invisible(request, object_id)
         if request.method not in ("GET", "HEAD"):
             raise PermissionDenied
         conflict = self.get_object(request, unquote(object_id))
@@ -640,7 +656,17 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
         """
         if request.POST.get("select_across") == "1":
             return list(queryset.order_by().values_list("pk", flat=True))
-        return list(dict.fromkeys(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+        posted = list(dict.fromkeys(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+        if not is_limited(request.user):
+            return posted
+        # A user limited to organizations acts only on their rows: ids of another tenant's conflicts
+        # (a tampered POST) are dropped here, before the service sees them.
+        visible = set(
+            self.get_queryset(request)
+            .filter(pk__in=[pk for pk in posted if "\x00" not in pk])
+            .values_list("pk", flat=True)
+        )
+        return [pk for pk in posted if pk in visible]
 
     def _bulk_resolve(self, request: HttpRequest, queryset: QuerySet, strategy: str) -> HttpResponse | None:
         from sync.services import resolve_conflicts
@@ -721,7 +747,9 @@ class ConflictAdmin(LargeTableAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ConflictResolution)
-class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class ConflictResolutionAdmin(
+    TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
+):
     """The append-only resolution log, read-only."""
 
     list_display = ["at", "conflict_link", "action", "strategy", "by"]
@@ -759,7 +787,7 @@ class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAd
 
 
 @admin.register(SyncState)
-class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class SyncStateAdmin(TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every (page, team) pair: when it last synced, its status and its unresolved conflicts."""
 
     list_display = [
@@ -802,7 +830,9 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SyncHistory)
-class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class SyncHistoryAdmin(
+    TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
+):
     """Sync runs, read-only; failed runs one click away."""
 
     # A short timestamp and the five counters in one column: with them spread out, the error (what an
@@ -878,7 +908,9 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
 
 
 @admin.register(LinearIssueCache)
-class LinearIssueCacheAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class LinearIssueCacheAdmin(
+    TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
+):
     """Cached Linear issues, read-only; the list reads only each issue's title out of the JSON."""
 
     list_display = ["linear_issue_id", "title", "organization", "last_updated"]

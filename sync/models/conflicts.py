@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.tenancy import visible_to
 from accounts.validation import (
     clean_identifier,
     clean_optional_identifier,
@@ -112,6 +114,27 @@ class ConflictQuerySet(models.QuerySet["Conflict"]):
             .filter(is_resolved=True)
             .order_by("-updated_at", "-id")
         )
+
+    def owned_by(self, organization_ids: Iterable[int]) -> ConflictQuerySet:
+        """Conflicts of these organizations (primary keys): see :mod:`accounts.tenancy`.
+
+        A conflict belongs to the organization of its (page, team) pair's sync state; one with an
+        ``organization`` column of its own (when the model has one) belongs to that organization.
+        Conflicts of no known pair (imported from the old system) belong to no organization.
+        """
+        ids = sorted(set(organization_ids))
+        if any(field.name == "organization" for field in self.model._meta.concrete_fields):
+            return self.filter(organization__in=ids)
+        pair_states = SyncState.objects.filter(
+            confluence_page_id=models.OuterRef("confluence_page_id"),
+            linear_team_id=models.OuterRef("linear_team_id"),
+            organization__in=ids,
+        )
+        return self.filter(models.Exists(pair_states))
+
+    def visible_to(self, user: Any) -> ConflictQuerySet:
+        """The conflicts ``user`` may see (:func:`accounts.tenancy.visible_to`)."""
+        return visible_to(self, user)
 
 
 class ConflictManager(models.Manager["Conflict"]):
@@ -479,6 +502,19 @@ class ConflictResolutionQuerySet(models.QuerySet["ConflictResolution"]):
         raise AppendOnlyError("The conflict resolution log is append-only: entries cannot be deleted.")
 
     delete.queryset_only = True  # type: ignore[attr-defined]
+
+    def owned_by(self, organization_ids: Iterable[int]) -> ConflictResolutionQuerySet:
+        """Entries whose conflict belongs to these organizations (primary keys).
+
+        The entry keeps only the conflict's id: once the conflict is gone (deleted, or its organization
+        offboarded) the entry belongs to no organization, and only unlimited staff see it.
+        """
+        conflicts = Conflict.objects.owned_by(organization_ids).filter(pk=models.OuterRef("conflict_id"))
+        return self.filter(models.Exists(conflicts))
+
+    def visible_to(self, user: Any) -> ConflictResolutionQuerySet:
+        """The entries ``user`` may see (:func:`accounts.tenancy.visible_to`)."""
+        return visible_to(self, user)
 
     def for_conflict(self, conflict_id: Any) -> ConflictResolutionQuerySet:
         """The entries of one conflict, oldest first (the conflict need not exist any more)."""
