@@ -10,13 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.admin_tenancy import TenantScopedAdminMixin
@@ -32,6 +35,7 @@ from accounts.models import (
     clean_token,
     status_for_expiry,
 )
+from accounts.services import offboard_organization
 from accounts.tenancy import is_limited
 
 
@@ -224,6 +228,52 @@ class OrganizationAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # A user limited to organizations could not see the organization they add.
         return not is_limited(request.user) and super().has_add_permission(request)
+
+    # Offboarding ---------------------------------------------------------------------------------
+
+    offboard_template = "admin/accounts/organization/offboard_confirmation.html"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Superusers only: deleting an organization offboards a customer (every row of theirs goes)."""
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """No bulk "delete selected": offboarding is one organization at a time, with its summary."""
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        """Offboard through ``accounts.services.offboard_organization``: GET shows what would go (a dry
+        run), POST deletes it and reports the same summary. Django's own delete page refused (the
+        planning and sync rows protect their organization)."""
+        organization = self.get_object(request, unquote(object_id))
+        if organization is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_delete_permission(request, organization):
+            raise PermissionDenied
+        if request.method == "POST":
+            name = str(organization)
+            self.log_deletions(request, Organization.objects.filter(pk=organization.pk))
+            result = offboard_organization(organization.linear_id)
+            self.message_user(
+                request,
+                f"Offboarded {name}: " + "; ".join(result.lines()) + ".",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:accounts_organization_changelist"))
+        preview = offboard_organization(organization.linear_id, dry_run=True)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Offboard {organization}?",
+            "subtitle": None,
+            "opts": self.opts,
+            "object": organization,
+            "summary": preview.lines(),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.offboard_template, context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         # Expiry dates come as subqueries: no token (ciphertext) is loaded to show a status.

@@ -99,7 +99,6 @@ class Organization(models.Model):
         return self.name or self.linear_id
 
 
-
 class OrganizationMembership(models.Model):
     """Limits a staff user to an organization (see :mod:`accounts.tenancy`).
 
@@ -123,6 +122,7 @@ class OrganizationMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization}"
+
 
 # --- OAuth tokens ------------------------------------------------------------------------------
 

@@ -516,6 +516,17 @@ class ConflictResolutionQuerySet(models.QuerySet["ConflictResolution"]):
         """The entries ``user`` may see (:func:`accounts.tenancy.visible_to`)."""
         return visible_to(self, user)
 
+    def detach_organization(self, organization: Any) -> int:
+        """Record the organization's name on its entries before it is offboarded; the number of entries.
+
+        Called by ``accounts.services.offboard_organization`` (before the conflicts go): the entries
+        stay (append-only) and keep saying whose they were. The one write the log allows on existing
+        entries, and only into an empty ``organization_name``.
+        """
+        name = str(organization)[:255]
+        entries = self.owned_by([organization.pk]).filter(organization_name="")
+        return models.QuerySet.update(entries, organization_name=name)
+
     def for_conflict(self, conflict_id: Any) -> ConflictResolutionQuerySet:
         """The entries of one conflict, oldest first (the conflict need not exist any more)."""
         conflict_id = clean_identifier(conflict_id, "conflict_id")
@@ -543,6 +554,12 @@ class ConflictResolution(models.Model):
         help_text="The operator; empty for agent code.",
     )
     at = models.DateTimeField(default=timezone.now)
+    organization_name = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="Recorded when the conflict's organization is offboarded: the log outlives its tenant.",
+    )
 
     objects = ConflictResolutionQuerySet.as_manager()
 
