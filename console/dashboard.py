@@ -20,11 +20,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import Substr
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus, expiry_condition
 from accounts.tenancy import visible_to
+from accounts.validation import ERROR_EXCERPT_LENGTH, error_excerpt
 from config.logging import redact
 from planning.models import PlanningSession
 from sync.models import Conflict, SyncState
@@ -234,7 +236,8 @@ def session_groups(limit: int = SESSION_LIMIT, *, user: Any = None) -> list[Sess
                     "organization__name",
                     "organization__linear_id",
                     "progress",
-                    "error",
+                    # The head of the error only: one can be 20,000 characters, the panel shows 200.
+                    error_head=Substr("error", 1, 2 * ERROR_EXCERPT_LENGTH),
                 )[:limit]
             )
             rows = [
@@ -242,7 +245,7 @@ def session_groups(limit: int = SESSION_LIMIT, *, user: Any = None) -> list[Sess
                     title=row["planning_title"],
                     organization=row["organization__name"] or row["organization__linear_id"],
                     progress=row["progress"],
-                    error=redact(row["error"]),
+                    error=error_excerpt(redact(row["error_head"])),
                     url=_change(PlanningSession, row["pk"]),
                 )
                 for row in latest

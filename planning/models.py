@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization
-from accounts.validation import MAX_IDENTIFIER_LENGTH, clean_identifier, clean_text
+from accounts.validation import MAX_IDENTIFIER_LENGTH, clean_error, clean_identifier, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -501,7 +501,7 @@ class PlanningSession(TimestampedModel):
 
     def mark_failed(self, error: Any) -> None:
         """pending or processing → failed, recording the error message (required)."""
-        error = clean_text(error, "error")
+        error = clean_error(error, "error", required=True)
         self._transition((self.Status.PENDING, self.Status.PROCESSING), self.Status.FAILED, error=error)
 
 

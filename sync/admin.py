@@ -25,6 +25,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KT
+from django.db.models.functions import Substr
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -38,6 +39,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.admin_tenancy import TenantScopedAdminMixin
 from accounts.tenancy import is_limited, visible_to
+from accounts.validation import ERROR_EXCERPT_LENGTH, error_excerpt
 from config.logging import redact
 from sync.diff import MISSING
 from sync.forms import ManualResolutionForm, pretty_json
@@ -62,6 +64,10 @@ KNOWN_ITEM_TYPES = ("epic", "feature", "story", "enabler")
 
 #: At most this many pages/teams in a filter (read from SyncState, one row per pair).
 FILTER_CHOICES_LIMIT = 50
+
+#: Characters of an error read for a list's excerpt: more than shown, so that redaction sees a token
+#: that straddles the cut whole.
+ERROR_HEAD_LENGTH = 2 * ERROR_EXCERPT_LENGTH
 
 #: At most this many conflicts are listed in detail on the bulk confirmation page.
 CONFIRMATION_DETAIL_LIMIT = 100
@@ -888,11 +894,19 @@ class SyncHistoryAdmin(
             entry.conflicts_resolved,
         )
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """On the list, only the head of each error is read (an error can be 20,000 characters)."""
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
+            queryset = queryset.defer("error").annotate(error_head=Substr("error", 1, ERROR_HEAD_LENGTH))
+        return queryset
+
     @admin.display(description="error")
     def short_error(self, entry: SyncHistory) -> str:
         """The first 80 characters of the error, redacted as in :meth:`error_text`."""
-        error = self.error_text(entry)
-        return error if len(error) <= 80 else error[:79] + "…"
+        head = getattr(entry, "error_head", None)
+        error = redact(head) if head is not None else self.error_text(entry)
+        return error_excerpt(error, 80)
 
     @admin.display(description="error")
     def error_text(self, entry: SyncHistory) -> str:
