@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import quote, unquote
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Substr
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -53,6 +54,11 @@ from sync.models import (
     SyncState,
 )
 from sync.paginator import EstimatedCountPaginator
+from sync.services import (
+    DEFAULT_BULK_BATCH_SIZE,
+    resolve_conflicts_in_batches,
+    resolve_next_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -467,6 +473,11 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
         info = self.opts.app_label, self.opts.model_name
         return [
             path(
+                "bulk-resolve/",
+                self.admin_site.admin_view(self.bulk_progress_view),
+                name="{}_{}_bulk_resolve".format(*info),
+            ),
+            path(
                 "<path:object_id>/resolve/",
                 self.admin_site.admin_view(self.resolve_view),
                 name="{}_{}_resolve".format(*info),
@@ -661,7 +672,9 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
         reported as resolved meanwhile rather than silently dropped.
         """
         if request.POST.get("select_across") == "1":
-            return list(queryset.order_by().values_list("pk", flat=True))
+            # "Select all" may mean a million rows: the confirmation lists the first ones only, and
+            # the resolution itself runs in batches (bulk_progress_view).
+            return list(queryset.order_by("pk").values_list("pk", flat=True)[:CONFIRMATION_DETAIL_LIMIT])
         posted = list(dict.fromkeys(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
         if not is_limited(request.user):
             return posted
@@ -675,13 +688,23 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
         return [pk for pk in posted if pk in visible]
 
     def _bulk_resolve(self, request: HttpRequest, queryset: QuerySet, strategy: str) -> HttpResponse | None:
-        from sync.services import resolve_conflicts
-
         label = self._strategy_label(strategy)
-        ids = self._selected_ids(request, queryset)
+        select_across = request.POST.get("select_across") == "1"
+        if request.POST.get("post") == "yes" and select_across:
+            limit = self.bulk_inline_limit
+            ids = list(
+                queryset.filter(is_resolved=False).order_by("pk").values_list("pk", flat=True)[: limit + 1]
+            )
+            if len(ids) > limit:
+                return self._start_bulk_job(request, strategy)
+        else:
+            ids = self._selected_ids(request, queryset)
         if request.POST.get("post") == "yes":
             try:
-                result = resolve_conflicts(ids, strategy, by=request.user)
+                # Ticked ids (at most DATA_UPLOAD_MAX_NUMBER_FIELDS): a few short transactions.
+                result = resolve_conflicts_in_batches(
+                    ids, strategy, by=request.user, batch_size=self.bulk_batch_size
+                )
             except ValidationError as exc:
                 self.message_user(request, " ".join(exc.messages) + " Nothing was changed.", messages.ERROR)
                 return None
@@ -724,9 +747,16 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
                     }
                 )
             changes.append({"conflict": conflict, "fields": fields})
+        if select_across:
+            total = EstimatedCountPaginator(queryset.order_by("pk"), 1).count
+            title = f"Resolve all {total} selected conflict{'s' if total != 1 else ''} — {label}?"
+        else:
+            total = len(ids)
+            title = f"Resolve {total} selected conflict{'s' if total != 1 else ''} — {label}?"
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Resolve {len(ids)} selected conflict{'s' if len(ids) != 1 else ''} — {label}?",
+            "title": title,
+            "batch_size": self.bulk_batch_size,
             "subtitle": None,
             "opts": self.opts,
             "app_label": self.opts.app_label,
@@ -739,7 +769,7 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
             "select_across": request.POST.get("select_across") == "1",
             "changes": changes,
             "already_resolved": already,
-            "not_shown": max(0, len(ids) - len(shown)),
+            "not_shown": max(0, total - len(shown)),
             "found": len(shown),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "queryset": queryset,
@@ -747,6 +777,117 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.confirmation_template, context)
+
+    # Bulk resolution of "select all", in batches ----------------------------------------------
+
+    #: Conflicts per transaction (each batch locks at most this many rows, for a fraction of a second).
+    bulk_batch_size = DEFAULT_BULK_BATCH_SIZE
+    #: "Select all" over at most this many unresolved conflicts is resolved in the request (in batches);
+    #: more go through the progress page.
+    bulk_inline_limit = 1000
+    #: Seconds of batches per progress request: far below gunicorn's 30 s worker timeout.
+    bulk_step_seconds = 5.0
+    #: Batches per progress request at most (a bound that does not depend on the clock).
+    bulk_step_batches = 200
+    bulk_progress_template = "admin/sync/conflict/bulk_progress.html"
+    bulk_session_key = "sync.conflict.bulk_resolution"
+
+    def _start_bulk_job(self, request: HttpRequest, strategy: str) -> HttpResponse:
+        """Remember what "select all" chose (the changelist's filters) and go to the progress page."""
+        query = request.GET.copy()
+        query.pop(PAGE_VAR, None)
+        request.session[self.bulk_session_key] = {
+            "strategy": strategy,
+            "query": query.urlencode(),
+            "after": None,
+            "resolved": 0,
+            "skipped": [],
+            "missing": 0,
+            "batches": 0,
+            "estimate": EstimatedCountPaginator(self._bulk_queryset(request, query.urlencode()), 1).count,
+            "finished": False,
+        }
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:sync_conflict_bulk_resolve"))
+
+    def _bulk_queryset(self, request: HttpRequest, query: str) -> QuerySet:
+        """The changelist's queryset (tenant scope, filters, search) for the filters in ``query``."""
+        saved = request.GET
+        request.GET = QueryDict(query)
+        try:
+            return self.get_changelist_instance(request).queryset
+        finally:
+            request.GET = saved
+
+    def bulk_progress_view(self, request: HttpRequest) -> HttpResponse:
+        """Progress of a "select all" bulk resolution: GET shows it, POST runs the next batches.
+
+        Each POST runs batches (each one short transaction) for at most ``bulk_step_seconds`` and
+        redirects back here; the page posts again by itself until every selected conflict is done, then
+        shows the final report. Closing the page pauses the work; opening it again resumes it.
+        """
+        if not self.has_resolve_conflict_permission(request):
+            raise PermissionDenied
+        job = request.session.get(self.bulk_session_key)
+        if job is None:
+            self.message_user(request, "No bulk resolution is in progress.", messages.INFO)
+            return HttpResponseRedirect(self._changelist_url(request))
+        if request.method == "POST":
+            if request.POST.get("cancel"):
+                job["finished"] = True
+                job["cancelled"] = True
+            else:
+                self._run_bulk_step(request, job)
+            request.session[self.bulk_session_key] = job
+            return HttpResponseRedirect(request.path)
+        if job["finished"]:
+            del request.session[self.bulk_session_key]
+        label = self._strategy_label(job["strategy"])
+        done = job["resolved"] + len(job["skipped"]) + job["missing"]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Resolving selected conflicts — {label}",
+            "subtitle": None,
+            "opts": self.opts,
+            "job": job,
+            "done": done,
+            "percent": 100 if job["finished"] else min(99, 100 * done // max(job["estimate"], 1)),
+            "strategy_label": label,
+            "changelist_url": reverse(f"{self.admin_site.name}:sync_conflict_changelist")
+            + "?"
+            + job["query"],
+            "batch_size": self.bulk_batch_size,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.bulk_progress_template, context)
+
+    def _run_bulk_step(self, request: HttpRequest, job: dict[str, Any]) -> None:
+        if job["finished"]:
+            return
+        queryset = self._bulk_queryset(request, job["query"])
+        deadline = time.monotonic() + self.bulk_step_seconds
+        for _ in range(self.bulk_step_batches):
+            try:
+                batch = resolve_next_batch(
+                    queryset,
+                    job["strategy"],
+                    by=request.user,
+                    after=job["after"],
+                    batch_size=self.bulk_batch_size,
+                )
+            except ValidationError as exc:
+                job["finished"] = True
+                job["error"] = " ".join(exc.messages)
+                return
+            job["after"] = batch.last_id
+            job["resolved"] += len(batch.resolved)
+            job["skipped"] = (job["skipped"] + batch.skipped)[:CONFIRMATION_DETAIL_LIMIT]
+            job["missing"] += len(batch.missing)
+            job["batches"] += 1
+            if batch.finished:
+                job["finished"] = True
+                return
+            if time.monotonic() >= deadline:
+                return
 
 
 # --- ConflictResolution --------------------------------------------------------------------------
