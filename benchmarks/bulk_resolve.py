@@ -10,8 +10,8 @@ At 10,000 conflicts, the baseline is the old path: ``resolve_conflicts`` over ev
 transaction, which holds every row lock until the end. The same selection is then resolved with
 ``resolve_next_batch`` (``DEFAULT_BULK_BATCH_SIZE`` per transaction, the admin's setting) on the same
 rows made unresolved again, while a second thread plays the agent: it updates one conflict of the
-selection every 20 ms and records how long each update waited for its row lock. The ratio is the agent's longest wait with batches over the
-one-transaction lock time.
+selection every 20 ms and records how long each update waited for its row lock. The ratio is the
+agent's longest wait with batches over its longest wait with one transaction.
 
 At 1,000,000 conflicts (``--quick``: 100,000) the batches run for ``LARGE_SECONDS`` seconds (the whole
 selection would take far longer than a benchmark should); the figures are the per-batch time and the
