@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.forms import BaseInlineFormSet, Textarea
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -264,20 +266,54 @@ class PlanningSessionAdmin(
         )
         return matches | by_linear_id, may_have_duplicates
 
-    @admin.action(description="Mark selected sessions as failed")
-    def mark_failed(self, request: HttpRequest, queryset: QuerySet[PlanningSession]) -> None:
-        """Fail pending/processing sessions through the model transition; report the ones refused."""
-        failed, refused = 0, []
-        for session in queryset:
+    mark_failed_template = "admin/planning/planningsession/mark_failed_confirmation.html"
+
+    @admin.action(description="Mark selected sessions as failed", permissions=["change"])
+    def mark_failed(
+        self, request: HttpRequest, queryset: QuerySet[PlanningSession]
+    ) -> TemplateResponse | None:
+        """Confirm (which sessions fail, which are left alone and why), then fail them through the model
+        transition, reporting each outcome by title."""
+        sessions = list(queryset.select_related("organization").order_by("-created_at", "-id"))
+        open_statuses = (PlanningSession.Status.PENDING, PlanningSession.Status.PROCESSING)
+        will_fail = [session for session in sessions if session.status in open_statuses]
+        left_alone = [session for session in sessions if session.status not in open_statuses]
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Mark selected sessions as failed?",
+                "subtitle": None,
+                "opts": self.opts,
+                "queryset": sessions,
+                "will_fail": will_fail,
+                "left_alone": left_alone,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            request.current_app = self.admin_site.name
+            return TemplateResponse(request, self.mark_failed_template, context)
+        reason = " ".join(request.POST.get("reason", "").split())[:500]
+        error = f"Marked as failed in the admin by {request.user}" + (f": {reason}" if reason else ".")
+        failed, refused = [], []
+        for session in will_fail:
             try:
-                session.mark_failed(f"Marked as failed in the admin by {request.user}.")
-                failed += 1
-            except ValidationError as exc:
-                refused.append(exc.messages[0])
+                session.mark_failed(error)
+            except ValidationError as exc:  # moved on meanwhile (the agent finished it)
+                refused.append(f"“{session.planning_title}” ({exc.messages[0]})")
+            else:
+                failed.append(f"“{session.planning_title}”")
         if failed:
-            self.message_user(request, f"{failed} session(s) marked as failed.", messages.SUCCESS)
-        for message in refused:
-            self.message_user(request, message, messages.WARNING)
+            noun = "session" if len(failed) == 1 else "sessions"
+            self.message_user(
+                request, f"Marked {len(failed)} {noun} as failed: {', '.join(failed)}.", messages.SUCCESS
+            )
+        for session in left_alone:
+            refused.append(
+                f"“{session.planning_title}” (already {session.get_status_display().lower()}: "
+                "only pending or processing sessions can be marked as failed)"
+            )
+        if refused:
+            self.message_user(request, f"Left alone: {'; '.join(refused)}.", messages.WARNING)
+        return None
 
 
 class StoryInline(TenantScopedInlineMixin, admin.TabularInline):

@@ -466,6 +466,21 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
         extra_context = {"title": title, **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
+    # History page -----------------------------------------------------------------------------
+
+    object_history_template = "admin/sync/conflict/object_history.html"
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """Django's History page, with the conflict's resolutions and reopenings from the log on top."""
+        resolutions = (
+            ConflictResolution.objects.filter(conflict_id=unquote(object_id))
+            .select_related("by")
+            .order_by("at", "id")
+        )
+        return super().history_view(request, object_id, {"resolutions": resolutions, **(extra_context or {})})
+
     # Review (change) page -----------------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -147,3 +149,22 @@ def test_ticked_ids_are_resolved_in_batches_in_one_request(root: Client, monkeyp
     )
     assert response.status_code == 302
     assert Conflict.objects.filter(is_resolved=True, resolution_strategy="confluence").count() == 5
+
+
+def test_conflict_history_page_lists_its_resolutions(root: Client):
+    [conflict_id] = _conflicts(1)
+    user = get_user_model().objects.get(username="root")
+    conflict = Conflict.objects.get(pk=conflict_id)
+    conflict.resolve("confluence", by=user)
+    conflict.reopen(by=user)
+    page = root.get(reverse("admin:sync_conflict_history", args=[conflict_id]))
+    assert page.status_code == 200
+    rows = re.findall(
+        r"<td>(root|agent code)</td>\s*<td>(\w+)</td>\s*<td>([^<]+)</td>", page.content.decode()
+    )
+    assert rows == [("root", "Resolved", "Keep Confluence"), ("root", "Reopened", "—")]
+    other = _conflicts(1, team="team-2")[0]
+    assert (
+        "This conflict has never been resolved."
+        in root.get(reverse("admin:sync_conflict_history", args=[other])).content.decode()
+    )
