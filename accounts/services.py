@@ -269,3 +269,10 @@ def _depth(path: str | None) -> int:
     if path is None:
         return 1_000
     return path.count("__") + 1
+
+
+async def aoffboard_organization(linear_id: Any, *, dry_run: bool = False) -> OffboardingResult:
+    """Async twin of :func:`offboard_organization`."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(offboard_organization)(linear_id, dry_run=dry_run)

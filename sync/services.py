@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -174,3 +175,26 @@ def resolve_conflicts_in_batches(
         skipped += result.skipped
         missing += result.missing
     return BulkResolution(resolved=resolved, skipped=skipped, missing=missing)
+
+
+async def aresolve_next_batch(
+    conflicts: QuerySet[Conflict],
+    strategy: Any,
+    *,
+    by: Any,
+    after: str | None = None,
+    batch_size: int = DEFAULT_BULK_BATCH_SIZE,
+) -> BatchResolution:
+    """Async twin of :func:`resolve_next_batch`."""
+    return await sync_to_async(resolve_next_batch)(
+        conflicts, strategy, by=by, after=after, batch_size=batch_size
+    )
+
+
+async def aresolve_conflicts_in_batches(
+    conflict_ids: Iterable[Any], strategy: Any, *, by: Any, batch_size: int = DEFAULT_BULK_BATCH_SIZE
+) -> BulkResolution:
+    """Async twin of :func:`resolve_conflicts_in_batches`."""
+    return await sync_to_async(resolve_conflicts_in_batches)(
+        conflict_ids, strategy, by=by, batch_size=batch_size
+    )

@@ -146,3 +146,16 @@ def test_staff_with_the_delete_permission_cannot_offboard(tenants: dict[str, Any
     )
     assert changelist.status_code == 200
     assert Organization.objects.filter(pk=tenants["alpha"].pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_twin_offboards_the_same(tenants: dict[str, Any]) -> None:
+    import asyncio
+
+    from accounts.services import aoffboard_organization
+
+    preview = asyncio.run(aoffboard_organization("org-alpha", dry_run=True))
+    assert preview.deleted == EXPECTED_DELETED
+    result = asyncio.run(aoffboard_organization("org-alpha"))
+    assert result.deleted == EXPECTED_DELETED
+    assert not Organization.objects.filter(linear_id="org-alpha").exists()

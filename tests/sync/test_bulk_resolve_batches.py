@@ -168,3 +168,16 @@ def test_conflict_history_page_lists_its_resolutions(root: Client):
         "This conflict has never been resolved."
         in root.get(reverse("admin:sync_conflict_history", args=[other])).content.decode()
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_async_twins_resolve_in_batches():
+    import asyncio
+
+    from sync.services import aresolve_conflicts_in_batches, aresolve_next_batch
+
+    ids = _conflicts(3)
+    batch = asyncio.run(aresolve_next_batch(Conflict.objects.all(), "linear", by=None, batch_size=2))
+    assert (batch.resolved, batch.finished) == (ids[:2], False)
+    rest = asyncio.run(aresolve_conflicts_in_batches(ids, "confluence", by=None, batch_size=1))
+    assert (rest.resolved, rest.skipped) == (ids[2:], ids[:2])
