@@ -152,6 +152,9 @@ def test_staff_with_the_delete_permission_cannot_offboard(tenants: dict[str, Any
 def test_async_twin_offboards_the_same(tenants: dict[str, Any]) -> None:
     import asyncio
 
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
     from accounts.services import aoffboard_organization
 
     preview = asyncio.run(aoffboard_organization("org-alpha", dry_run=True))
@@ -159,3 +162,5 @@ def test_async_twin_offboards_the_same(tenants: dict[str, Any]) -> None:
     result = asyncio.run(aoffboard_organization("org-alpha"))
     assert result.deleted == EXPECTED_DELETED
     assert not Organization.objects.filter(linear_id="org-alpha").exists()
+    # The twins ran on asgiref's executor thread: close its connection (the test database is dropped).
+    asyncio.run(sync_to_async(connections.close_all)())

@@ -174,6 +174,9 @@ def test_conflict_history_page_lists_its_resolutions(root: Client):
 def test_async_twins_resolve_in_batches():
     import asyncio
 
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
     from sync.services import aresolve_conflicts_in_batches, aresolve_next_batch
 
     ids = _conflicts(3)
@@ -181,3 +184,5 @@ def test_async_twins_resolve_in_batches():
     assert (batch.resolved, batch.finished) == (ids[:2], False)
     rest = asyncio.run(aresolve_conflicts_in_batches(ids, "confluence", by=None, batch_size=1))
     assert (rest.resolved, rest.skipped) == (ids[2:], ids[:2])
+    # The twins ran on asgiref's executor thread: close its connection (the test database is dropped).
+    asyncio.run(sync_to_async(connections.close_all)())
