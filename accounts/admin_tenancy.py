@@ -121,13 +121,21 @@ class TenantScopedAdminMixin:
         """The admin's filters, with plain related-field filters replaced by tenant-aware ones."""
         filters = []
         for entry in super().get_list_filter(request):  # type: ignore[misc]
-            if isinstance(entry, str) and "__" not in entry:
+            # "field" or ("field", RelatedFieldListFilter); SimpleListFilter classes are left alone.
+            if isinstance(entry, str):
+                name, filter_class = entry, None
+            elif isinstance(entry, tuple | list) and len(entry) == 2:
+                name, filter_class = entry
+            else:
+                name, filter_class = None, None
+            plain = filter_class in (None, admin.RelatedFieldListFilter)
+            if isinstance(name, str) and "__" not in name and plain:
                 try:
-                    field = self.model._meta.get_field(entry)  # type: ignore[attr-defined]
+                    field = self.model._meta.get_field(name)  # type: ignore[attr-defined]
                 except FieldDoesNotExist:
                     field = None
                 if field is not None and field.is_relation and field.many_to_one:
-                    entry = (entry, TenantRelatedFieldListFilter)
+                    entry = (name, TenantRelatedFieldListFilter)
             filters.append(entry)
         return filters
 

@@ -36,7 +36,7 @@ SMALL = 10_000
 LARGE = 1_000_000
 QUICK_LARGE = 100_000
 #: ``sync.services.DEFAULT_BULK_BATCH_SIZE`` (checked in ``run``: Django is not set up at import).
-BATCH_SIZE = 100
+BATCH_SIZE = 50
 LARGE_SECONDS = 60.0
 AGENT_PERIOD = 0.02
 

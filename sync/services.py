@@ -102,7 +102,7 @@ def resolve_conflicts(conflict_ids: Iterable[Any], strategy: Any, *, by: Any) ->
 #: Conflicts resolved per transaction by :func:`resolve_next_batch`: a batch holds its row locks for a
 #: fraction of a second (docs/benchmarks.md, "Bulk resolve in batches"), so an agent write to one of
 #: the rows never waits long.
-DEFAULT_BULK_BATCH_SIZE = 100
+DEFAULT_BULK_BATCH_SIZE = 50
 
 
 @dataclass(frozen=True)

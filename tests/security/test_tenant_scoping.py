@@ -371,3 +371,14 @@ def test_membership_is_edited_inline_on_the_user_page(tenants: dict[str, Any]) -
     page = root.get(reverse("admin:accounts_user_change", args=[user.pk]))
     assert page.status_code == 200
     assert "organization_memberships-TOTAL_FORMS" in page.content.decode()
+
+
+def test_explicit_related_field_filters_are_scoped_too(tenants: dict[str, Any], monkeypatch) -> None:
+    """("organization", RelatedFieldListFilter) in list_filter is replaced like a plain field name."""
+    model_admin = admin.site._registry[PlanningSession]
+    monkeypatch.setattr(
+        type(model_admin), "list_filter", [("organization", admin.RelatedFieldListFilter), "status"]
+    )
+    page = client_for(tenants["alpha_user"]).get(reverse("admin:planning_planningsession_changelist"))
+    body = page.content.decode()
+    assert "Alpha Corp" in body and "Bravo Corp" not in body
