@@ -7,7 +7,11 @@ BIN := $(VENV)/bin
 PG_URL := $(if $(DATABASE_URL),$(DATABASE_URL),postgres://postgres@127.0.0.1:5432/postgres)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres lint bench clean
+# Clock shifts of the second SQLite run (libfaketime): far enough to expire every literal date a test
+# might compare with today, both ways.
+CLOCK_SHIFTS ?= +3650d -3650d
+
+.PHONY: run test test-sqlite test-shifted-clock test-postgres lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,18 +34,42 @@ run: $(VENV)/.runtime-installed
 	@echo "Serving the admin on http://127.0.0.1:8000/admin/ (Ctrl-C stops it)"
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-## make test: set up, lint, check migrations, run the whole suite on SQLite and on PostgreSQL.
+## make test: set up, lint, check migrations, run the whole suite on SQLite (also with the clock
+## shifted years ahead and back) and on PostgreSQL.
 test: export DEBUG := true
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	env -u DATABASE_URL $(BIN)/python manage.py makemigrations --check --dry-run
 	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-shifted-clock
 	$(MAKE) --no-print-directory test-postgres
 
 test-sqlite: export DEBUG := true
 test-sqlite: $(VENV)/.dev-installed
 	@echo "=== pytest on SQLite ==="
 	env -u DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
+
+# The SQLite suite again under libfaketime (Debian's faketime; .ci/run installs it): the whole process,
+# and every process it starts, sees the clock CLOCK_SHIFTS away. A test that leans on today's date
+# fails here. FAKETIME_DONT_FAKE_MONOTONIC must stay unset: with it, libfaketime breaks time.sleep().
+test-shifted-clock: export DEBUG := true
+test-shifted-clock: $(VENV)/.dev-installed
+	@if command -v faketime >/dev/null 2>&1; then \
+		for shift in $(CLOCK_SHIFTS); do \
+			echo "=== pytest on SQLite, clock shifted $$shift ==="; \
+			env -u DATABASE_URL -u FAKETIME_DONT_FAKE_MONOTONIC faketime -f "$$shift" \
+				$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
+		done; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "!!! faketime is not installed and CI=true: the shifted-clock run is mandatory. FAILING." >&2; \
+		exit 1; \
+	else \
+		echo "" >&2; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+		echo "!!! faketime is not installed: the shifted-clock test run was SKIPPED." >&2; \
+		echo "!!! Install it (apt-get install faketime) to prove no test depends on today's date." >&2; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
+	fi
 
 test-postgres: export DEBUG := true
 test-postgres: $(VENV)/.dev-installed

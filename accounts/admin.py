@@ -20,7 +20,8 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.debug import sensitive_variables
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from accounts.admin_tenancy import TenantScopedAdminMixin
 from accounts.admin_widgets import SafeAutocompleteMixin, SafeManyToManyMixin
@@ -177,6 +178,18 @@ class OAuthTokenAdmin(TenantScopedAdminMixin, SafeAutocompleteMixin, admin.Model
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Adding a token means typing it in, which only superusers may do.
         return request.user.is_superuser and super().has_add_permission(request)
+
+    # The add and change views receive a typed token: its value stays out of the DEBUG page and the error
+    # report (config.errors.SensitiveRequestExceptionReporterFilter cleans such requests in both modes).
+    @method_decorator(sensitive_post_parameters(*TOKEN_FORM_FIELDS))
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        return super().add_view(request, form_url, extra_context)
+
+    @method_decorator(sensitive_post_parameters(*TOKEN_FORM_FIELDS))
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @sensitive_variables("value")
     def save_model(self, request: HttpRequest, obj: OAuthToken, form: forms.ModelForm, change: bool) -> None:

@@ -69,10 +69,13 @@ def rotate_token_keys(
     """Re-encrypt every stored token with the first key of ``FERNET_KEYS``.
 
     Works on the stored ciphertext with ``MultiFernet.rotate``, so no plaintext token is built. Rows are
-    processed in primary-key order, ``batch_size`` at a time; each batch is one transaction holding
-    ``select_for_update`` locks, so a concurrent ``refresh``/``store`` either waits or is waited for, and
-    an interrupted run keeps every committed batch. Tokens already under the first key are left alone,
-    which makes a second run a no-op. ``updated_at`` is not touched: the tokens did not change.
+    processed in primary-key order, ``batch_size`` at a time; each batch is one short transaction holding
+    ``select_for_update`` locks on the rows no one else holds (``SKIP LOCKED``), and an interrupted run
+    keeps every committed batch. A row another transaction holds (a refresh waiting on its provider) is
+    rotated after the batches, alone in its transaction: the rotation then waits for that holder, but
+    never makes another organization's store or refresh wait for it. Tokens already under the first key
+    are left alone, which makes a second run a no-op. ``updated_at`` is not touched: the tokens did not
+    change.
     """
     batch_size = clean_non_negative_int(batch_size, "batch_size")
     if batch_size == 0:
@@ -99,23 +102,41 @@ def _rotate_model(
     token_fields = [field for field in model._meta.concrete_fields if isinstance(field, EncryptedTokenField)]
     names = [field.attname for field in token_fields]
     table = model._meta.db_table
-    total = model._default_manager.count()
+    manager = model._default_manager
+    total = manager.count()
     done = 0
     last_pk = 0
+    # Rows another transaction holds (a refresh waiting on its provider, a store) are skipped and
+    # rotated at the end, one row per transaction: waiting for one of them inside a batch would keep
+    # every other row of the batch locked, and stall other organizations' stores and refreshes for as
+    # long as that provider call takes.
+    deferred: list[int] = []
     while True:
+        ids = list(manager.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
         with transaction.atomic():
             rows = list(
-                model._default_manager.select_for_update()
-                .filter(pk__gt=last_pk)
+                manager.select_for_update(skip_locked=True)
+                .filter(pk__in=ids)
                 .order_by("pk")
-                .only("pk", *names)[:batch_size]
+                .only("pk", *names)
             )
-            if not rows:
-                break
             for row in rows:
                 _rotate_row(model, row, token_fields, table=table, result=result)
-        last_pk = rows[-1].pk
+        locked = {row.pk for row in rows}
+        deferred += [pk for pk in ids if pk not in locked]
+        last_pk = ids[-1]
         done += len(rows)
+        if on_progress is not None:
+            on_progress(RotationProgress(table=table, done=done, total=max(total, done + len(deferred))))
+    for pk in deferred:
+        with transaction.atomic():
+            # Waits for the holder, holding no other row meanwhile. Gone since: nothing to rotate.
+            row = manager.select_for_update().filter(pk=pk).only("pk", *names).first()
+            if row is not None:
+                _rotate_row(model, row, token_fields, table=table, result=result)
+        done += 1
         if on_progress is not None:
             on_progress(RotationProgress(table=table, done=done, total=max(total, done)))
 

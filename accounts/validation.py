@@ -11,6 +11,8 @@ refuses NUL bytes in text and over-long varchars) or, worse, be stored.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -28,6 +30,28 @@ MAX_ERROR_LENGTH = 20_000
 #: Characters of an error shown on lists and the dashboard (the detail page shows all of it).
 ERROR_EXCERPT_LENGTH = 200
 
+#: A UTF-16 surrogate code point (U+D800-U+DFFF). Python strings can hold one alone ("\udce9", e.g. from
+#: ``os.fsdecode`` or a JSON ``\ud83d`` escape without its pair), but it is no Unicode character: UTF-8
+#: cannot encode it and PostgreSQL refuses it. Refused everywhere with a message naming the argument.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(value: str) -> bool:
+    """Whether ``value`` holds a UTF-16 surrogate code point (never valid text on its own)."""
+    return not value.isascii() and SURROGATE.search(value) is not None
+
+
+def describe_int(value: int) -> str:
+    """``value`` for an error message: the number, or its size when it is too long to print.
+
+    ``str()`` of an integer of more than 4,300 digits raises ``ValueError`` (CPython's guard against
+    quadratic conversion), which would replace the message naming the argument.
+    """
+    if value.bit_length() <= 64:
+        return str(value)
+    digits = int(value.bit_length() * math.log10(2)) + 1
+    return f"{'-' if value < 0 else ''}an integer of about {digits:,} digits"
+
 
 def clean_text(value: Any, name: str, *, required: bool = True, max_length: int | None = None) -> str:
     """Return ``value`` as a string fit for a text column, or raise.
@@ -42,6 +66,12 @@ def clean_text(value: Any, name: str, *, required: bool = True, max_length: int 
         raise ValidationError(f"{name} must not be empty.", code="required")
     if "\x00" in value:
         raise ValidationError(f"{name} must not contain NUL characters.", code="invalid")
+    if has_surrogate(value):
+        # The value itself stays out of the message: it cannot be encoded (and may be a secret).
+        raise ValidationError(
+            f"{name} contains a lone UTF-16 surrogate (U+D800-U+DFFF), which is not valid Unicode text.",
+            code="invalid",
+        )
     if max_length is not None and len(value) > max_length:
         raise ValidationError(
             f"{name} is {len(value)} characters long; at most {max_length} are allowed.",
@@ -98,7 +128,7 @@ def clean_non_negative_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, not {type(value).__name__}.")
     if value < 0:
-        raise ValidationError(f"{name} must not be negative (got {value}).", code="min_value")
+        raise ValidationError(f"{name} must not be negative (got {describe_int(value)}).", code="min_value")
     if value > MAX_NON_NEGATIVE_INT:
-        raise ValidationError(f"{name} is too large (got {value}).", code="max_value")
+        raise ValidationError(f"{name} is too large (got {describe_int(value)}).", code="max_value")
     return value

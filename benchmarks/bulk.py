@@ -7,8 +7,9 @@
   the session, upserts features (``ON CONFLICT … DO UPDATE … WHERE`` the text changed), reads their ids,
   then upserts stories and enablers in bulk; it is run twice in the same way.
 * ``LinearIssueCache.objects.upsert_many`` of 10,000 issues, new ids then the same ids with new data.
-  Baseline: the organization lookup and ``INSERT … ON CONFLICT (linear_issue_id) DO UPDATE`` in bulk,
-  in one transaction, JSON-encoding each issue. (On PostgreSQL the API copies each batch to a
+  Baseline: the organization lookup and
+  ``INSERT … ON CONFLICT (organization_id, linear_issue_id) DO UPDATE`` in bulk, in one transaction,
+  JSON-encoding each issue. (On PostgreSQL the API copies each batch to a
   temporary table with binary ``COPY`` first, which Django's query capture does not count: the note
   adds it.)
 
@@ -261,7 +262,7 @@ def bench_issue_cache(raw: RawDB, *, iterations: int, issues: int, prefix: str) 
     select_org = sql("SELECT id FROM accounts_organization WHERE linear_id = %s")
     head = "INSERT INTO sync_linearissuecache (organization_id, linear_issue_id, issue_data, last_updated)"
     tail = (
-        "ON CONFLICT (linear_issue_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, "
+        "ON CONFLICT (organization_id, linear_issue_id) DO UPDATE SET "
         "issue_data = EXCLUDED.issue_data, last_updated = EXCLUDED.last_updated"
     )
     dumps = json.dumps

@@ -110,12 +110,18 @@ WSGI_APPLICATION = "config.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
 
 # --- Database --------------------------------------------------------------------------------
-# No DATABASE_URL: a SQLite file inside the project folder (git-ignored).
-DATABASES = {
-    "default": env.db_url_config(
-        env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-    ),
-}
+# No DATABASE_URL: with DEBUG on, a SQLite file inside the project folder (git-ignored); with DEBUG off,
+# a start-up error, so that a production process never runs on a file nobody backs up. SQLite in
+# production stays possible, on purpose only: an explicit sqlite:/// URL.
+_DATABASE_URL = env.str("DATABASE_URL", default="").strip()
+if not _DATABASE_URL:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DATABASE_URL must be set when DEBUG is off (postgres://user:password@host:5432/name; "
+            "an explicit sqlite:///path/to/db.sqlite3 for SQLite)."
+        )
+    _DATABASE_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": env.db_url_config(_DATABASE_URL)}
 _db = DATABASES["default"]
 _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 _db["CONN_HEALTH_CHECKS"] = True
@@ -197,6 +203,10 @@ if not DEBUG:
     if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
         # Only behind a proxy that sets X-Forwarded-Proto and strips it from clients.
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The DEBUG page and the error report (what AdminEmailHandler mails) of a request that carries a secret
+# (the token admin's views) hide its POST values and every frame's variables, DEBUG on or off.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.errors.SensitiveRequestExceptionReporterFilter"
 
 # --- Logging ---------------------------------------------------------------------------------
 # One configuration for every logger (Django's own included): records propagate to the root logger,

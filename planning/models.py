@@ -83,13 +83,16 @@ class ProgramIncrementQuerySet(models.QuerySet["ProgramIncrement"]):
         organization_id = clean_identifier(organization_id, "organization_id")
         return self.filter(organization__linear_id=organization_id).order_by("-start_date", "-id")
 
-    def current(self, on: dt.date | None = None) -> ProgramIncrementQuerySet:
-        """Increments whose date range contains ``on`` (today by default), latest start first."""
+    def current(self, organization_id: str, on: dt.date | None = None) -> ProgramIncrementQuerySet:
+        """The organization's increments whose date range contains ``on`` (today by default), latest first.
+
+        The organization (its Linear id) is required: one tenant's call never lists another's increments.
+        """
         if on is None:
             on = timezone.localdate()
         elif isinstance(on, dt.datetime) or not isinstance(on, dt.date):
             raise ValueError(f"on must be a date, not {type(on).__name__}.")
-        return self.filter(start_date__lte=on, end_date__gte=on).order_by("-start_date", "-id")
+        return self.for_organization(organization_id).filter(start_date__lte=on, end_date__gte=on)
 
 
 class ProgramIncrementStatus(models.TextChoices):

@@ -34,3 +34,16 @@ def _fast_password_hashing():
 
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture
+def clock():
+    """The process clock stopped at ``tests.clock.FROZEN_NOW`` until ``clock.advance(...)`` moves it.
+
+    Tests that compare anything with "now" take it (before any fixture that writes rows or logs a
+    user in), so they pass on any day the suite runs (see ``tests/clock.py``).
+    """
+    from tests.clock import frozen_clock
+
+    with frozen_clock() as stopped:
+        yield stopped

@@ -67,6 +67,27 @@ def test_production_without_secret_fails_naming_the_variable(missing, message):
     assert message in proc.stderr
 
 
+@pytest.mark.parametrize("database_url", [None, "", "  "], ids=["unset", "empty", "blank"])
+def test_production_without_database_url_fails_at_start_up(database_url):
+    proc = run_manage("check", "--deploy", env_overrides={**PRODUCTION_ENV, "DATABASE_URL": database_url})
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured" in proc.stderr
+    assert "DATABASE_URL must be set when DEBUG is off" in proc.stderr
+
+
+def test_production_accepts_an_explicit_sqlite_url(tmp_path):
+    show = (
+        "from django.conf import settings; d = settings.DATABASES['default']; "
+        "print(d['ENGINE'], d['NAME'])"
+    )
+    url = f"sqlite:///{tmp_path / 'chosen.sqlite3'}"
+    proc = run_manage(
+        "shell", "--no-imports", "-c", show, env_overrides={**PRODUCTION_ENV, "DATABASE_URL": url}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["django.db.backends.sqlite3", str(tmp_path / "chosen.sqlite3")]
+
+
 def test_weak_secret_key_is_refused_without_echoing_it():
     weak = "django-insecure-" + "x" * 60
     proc = run_manage("check", env_overrides={**PRODUCTION_ENV, "SECRET_KEY": weak})
@@ -140,3 +161,15 @@ def test_debug_mode_has_development_defaults():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "True", "1", "django.db.backends.sqlite3"]
+
+
+def test_debug_mode_without_database_url_uses_the_project_sqlite_file():
+    proc = run_manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['NAME'])",
+        env_overrides={"DEBUG": "true", "ENV_FILE": "/nonexistent/.env"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(ROOT / "db.sqlite3")

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 from django.db.models import Q
@@ -48,8 +49,10 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
 
         Every issue is checked before anything is written; a duplicate ``id`` in one call keeps the
         last dict. All batches run in one transaction and set ``last_updated`` to now. Each batch is
-        exactly one ``INSERT ... ON CONFLICT DO UPDATE``: on PostgreSQL of ``batch_size`` issues first
-        copied (binary ``COPY``) to a temporary table; on SQLite of at most ``batch_size`` issues and
+        exactly one ``INSERT ... ON CONFLICT (organization, linear_issue_id) DO UPDATE``: the cache is
+        keyed per organization, so one organization never overwrites or takes over another's entry.
+        On PostgreSQL of ``batch_size`` issues first copied (binary ``COPY``) to a temporary table; on
+        SQLite of at most ``batch_size`` issues and
         at most what one statement takes (999 parameters: 249 issues).
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -105,10 +108,17 @@ class LinearIssueCacheManager(models.Manager["LinearIssueCache"]):
                 self.bulk_create(
                     rows[start : start + batch_size],
                     update_conflicts=True,
-                    unique_fields=["linear_issue_id"],
-                    update_fields=["organization", "issue_data", "last_updated"],
+                    # The organization's own row: an issue id another organization cached is another row.
+                    unique_fields=["organization", "linear_issue_id"],
+                    update_fields=["issue_data", "last_updated"],
                 )
         return len(items)
+
+    async def aupsert_many(
+        self, organization_id: Any, issues: Iterable[dict[str, Any]], *, batch_size: int = 1000
+    ) -> int:
+        """Async twin of :meth:`upsert_many`."""
+        return await sync_to_async(self.upsert_many)(organization_id, issues, batch_size=batch_size)
 
 
 #: The session's staging table of ``upsert_many`` on PostgreSQL (temporary, dropped at commit).
@@ -141,7 +151,9 @@ def _upsert_issues_through_copy(
         quote(opts.get_field(name).column)
         for name in ("linear_issue_id", "issue_data", "organization", "last_updated")
     )
-    with connection.cursor() as cursor:
+    # wrap_database_errors: the COPY goes through psycopg's own cursor, whose errors would otherwise
+    # escape as psycopg's classes; callers get Django's (OperationalError, DataError...) as from any query.
+    with connection.wrap_database_errors, connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
             f"({issue_id} text NOT NULL, {data} jsonb NOT NULL) ON COMMIT DROP"
@@ -157,7 +169,7 @@ def _upsert_issues_through_copy(
             cursor.execute(
                 f"INSERT INTO {table} ({organization}, {issue_id}, {data}, {updated}) "  # noqa: S608
                 f"SELECT %s, {issue_id}, {data}, %s FROM {staging} ORDER BY {issue_id} "
-                f"ON CONFLICT ({issue_id}) DO UPDATE SET {organization} = EXCLUDED.{organization}, "
+                f"ON CONFLICT ({organization}, {issue_id}) DO UPDATE SET "
                 f"{data} = EXCLUDED.{data}, {updated} = EXCLUDED.{updated}",
                 [organization_pk, now],
             )
@@ -165,7 +177,7 @@ def _upsert_issues_through_copy(
 
 
 class LinearIssueCache(FastLoadMixin, models.Model):
-    """A Linear issue as last fetched, keyed by its Linear id."""
+    """A Linear issue as last fetched, keyed by (organization, Linear issue id)."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="cached_issues")
     linear_issue_id = models.CharField(max_length=255)
@@ -177,7 +189,10 @@ class LinearIssueCache(FastLoadMixin, models.Model):
     class Meta:
         verbose_name = "cached Linear issue"
         constraints = [
-            models.UniqueConstraint(fields=["linear_issue_id"], name="sync_linearissuecache_issue_uniq"),
+            # Per organization: an issue id is one organization's cache entry, never shared or taken over.
+            models.UniqueConstraint(
+                fields=["organization", "linear_issue_id"], name="sync_linearissuecache_org_issue_uniq"
+            ),
             models.CheckConstraint(
                 condition=~Q(linear_issue_id=""), name="sync_linearissuecache_issue_not_empty"
             ),

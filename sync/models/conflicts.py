@@ -31,6 +31,18 @@ logger = logging.getLogger(__name__)
 
 # --- Conflict --------------------------------------------------------------------------------------
 
+# LOCK_ORDER. Every path that locks conflicts and sync states (store, resolve, reopen, discard, clear,
+# services.resolve_conflicts) takes them in one order, so that no two of them can deadlock:
+#   1. Conflict rows, by id ascending (select_for_update().order_by("pk"), or one row);
+#   2. then SyncState rows, by (confluence_page_id, linear_team_id) ascending
+#      (SyncState.objects.refresh_conflict_counts, always last in the transaction).
+# Never lock a conflict after a sync state in the same transaction.
+
+#: Times ``store`` inserts again when concurrent clears keep deleting the row it collided with.
+_STORE_INSERT_ATTEMPTS = 3
+#: Ids per ``DELETE ... WHERE id IN (...)`` of ``clear``: within SQLite's 999 parameters.
+_IDS_PER_STATEMENT = 500
+
 
 class ResolutionStrategy(models.TextChoices):
     LINEAR = "linear", "Keep Linear"
@@ -171,7 +183,12 @@ class ConflictManager(models.Manager["Conflict"]):
 
         with transaction.atomic():
             conflict = self.select_for_update().filter(pk=conflict_id).first()
-            if conflict is None:
+            # A concurrent store may insert the row after the read above (the insert then fails), and
+            # a concurrent clear may delete that row again before it is read back: insert once more,
+            # a bounded number of times, rather than fail on a row that is gone.
+            attempts = 0
+            while conflict is None:
+                attempts += 1
                 now = timezone.now()
                 try:
                     # A savepoint: a concurrent store of the same id makes this insert fail, and
@@ -189,8 +206,14 @@ class ConflictManager(models.Manager["Conflict"]):
                             created_at=now,
                             updated_at=now,
                         )
-                except IntegrityError:
-                    conflict = self.select_for_update().get(pk=conflict_id)
+                except IntegrityError as exc:
+                    conflict = self.select_for_update().filter(pk=conflict_id).first()
+                    if conflict is None and attempts >= _STORE_INSERT_ATTEMPTS:
+                        raise ValidationError(
+                            f"Conflict {conflict_id!r} could not be stored: it was inserted and deleted "
+                            f"again by concurrent writers {attempts} times; store it again.",
+                            code="concurrent_delete",
+                        ) from exc
                 else:
                     SyncState.objects.refresh_conflict_counts(
                         [(conflict.confluence_page_id, conflict.linear_team_id)], create=True
@@ -226,14 +249,22 @@ class ConflictManager(models.Manager["Conflict"]):
         """Delete the conflicts of a page and/or team, or all of them (the old clearConflicts); count."""
         qs = self.get_queryset().for_pair(confluence_page_id, linear_team_id)
         with transaction.atomic():
-            pairs = list(
-                qs.filter(is_resolved=False)
-                .order_by()
-                .values_list("confluence_page_id", "linear_team_id")
-                .distinct()
+            # LOCK_ORDER: the rows first, in id order, as every other conflict write takes them. A bare
+            # DELETE locked them in the table's physical order and deadlocked with resolve, store and
+            # bulk resolution (tests/reliability/test_concurrency_conflict_locks.py).
+            rows = list(
+                qs.select_for_update()
+                .order_by("pk")
+                .values_list("pk", "confluence_page_id", "linear_team_id", "is_resolved")
             )
-            deleted, _ = qs.delete()
-            SyncState.objects.refresh_conflict_counts(pairs)
+            ids = [row[0] for row in rows]
+            deleted = 0
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                # By id: a conflict stored into the scope after the lock is not deleted uncounted.
+                deleted += self.filter(pk__in=ids[start : start + _IDS_PER_STATEMENT]).delete()[0]
+            SyncState.objects.refresh_conflict_counts(
+                (page, team) for _, page, team, is_resolved in rows if not is_resolved
+            )
         return deleted
 
 

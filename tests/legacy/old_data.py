@@ -23,6 +23,8 @@ from legacy.old_deployment import (
 UTC = dt.UTC
 T0 = dt.datetime(2025, 3, 4, 5, 6, 7, 123456)  # naive: the old timestamp columns had no zone
 T1 = dt.datetime(2025, 3, 5, 8, 0, 0)
+# Expired and valid as seen from the tests' frozen clock (tests.clock.FROZEN_NOW, mid-2026): tests that
+# ask a token whether it has expired take the ``clock`` fixture.
 EXPIRED = dt.datetime(2020, 1, 1, 0, 0, 0)
 FUTURE = dt.datetime(2030, 6, 1, 12, 0, 0)
 MS_STATE = 1_735_689_600_123  # 2025-01-01 00:00:00.123 UTC

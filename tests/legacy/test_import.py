@@ -39,6 +39,8 @@ from tests.legacy.old_data import (
     CONF_C,
     CONF_D,
     CONF_E,
+    EXPIRED,
+    FUTURE,
     LIN_A,
     LIN_B,
     LIN_C,
@@ -113,7 +115,7 @@ def second_shape(old_db, sqlite_sync):
 # --- round trip -------------------------------------------------------------------------------------
 
 
-def test_round_trip_keeps_every_value_of_every_row(second_shape):
+def test_round_trip_keeps_every_value_of_every_row(second_shape, clock):
     old_db, sqlite_path = second_shape
     report = import_legacy(source_url=old_db.url, sqlite_file=str(sqlite_path))
     org_u = Organization.objects.get(linear_id=ORG_U)
@@ -128,8 +130,8 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape):
         for t in (tokens[ORG_U], tokens[ORG_2])
     ]
     assert got == [
-        ("lin-access-ü-1", "lin-refresh-1", "user-ü", utc(2020, 1, 1), "", aware(T0), aware(T1)),
-        ("lin-access-2", None, "user-2", utc(2030, 6, 1, 12), "", aware(T0), aware(T0)),
+        ("lin-access-ü-1", "lin-refresh-1", "user-ü", aware(EXPIRED), "", aware(T0), aware(T1)),
+        ("lin-access-2", None, "user-2", aware(FUTURE), "", aware(T0), aware(T0)),
     ]
     assert tokens[ORG_U].is_expired() is True
     assert tokens[ORG_2].is_expired() is False
@@ -149,7 +151,7 @@ def test_round_trip_keeps_every_value_of_every_row(second_shape):
         "https://acme.atlassian.net",
         "conf-access-1",
         None,
-        utc(2030, 6, 1, 12),
+        aware(FUTURE),
         aware(T0),
         aware(T1),
     )
@@ -617,7 +619,7 @@ def test_tokens_are_ciphertext_at_rest(second_shape):
     assert not ImportedRow.objects.filter(data__has_key="access_token").exists()
 
 
-def test_no_token_in_report_or_map_even_for_a_merged_token(old_db, pg_admin_url):
+def test_no_token_in_report_or_map_even_for_a_merged_token(old_db, pg_admin_url, clock):
     apply_old_migrations(old_db.conn, ["001_initial_schema"])
     insert_rows(
         old_db.conn,

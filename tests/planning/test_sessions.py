@@ -254,15 +254,33 @@ class TestProgramIncrementQueries:
         organization = make_organization(linear_id="org-1")
         pi = make_program_increment(organization=organization, start_date=dt.date(2026, 1, 5),
                                     end_date=dt.date(2026, 3, 27))
-        increments = ProgramIncrement.objects.for_organization("org-1")
-        assert list(increments.current(dt.date(2026, 1, 5))) == [pi]
-        assert list(increments.current(dt.date(2026, 3, 27))) == [pi]
-        assert list(increments.current(dt.date(2026, 3, 28))) == []
-        assert list(increments.current(dt.date(2026, 1, 4))) == []
+        increments = ProgramIncrement.objects
+        assert list(increments.current("org-1", dt.date(2026, 1, 5))) == [pi]
+        assert list(increments.current("org-1", dt.date(2026, 3, 27))) == [pi]
+        assert list(increments.current("org-1", dt.date(2026, 3, 28))) == []
+        assert list(increments.current("org-1", dt.date(2026, 1, 4))) == []
 
     def test_current_refuses_a_datetime(self):
         with pytest.raises(ValueError, match="on must be a date"):
-            ProgramIncrement.objects.current(timezone.now())
+            ProgramIncrement.objects.current("org-1", timezone.now())
+
+    def test_current_lists_only_the_organizations_increments(self):
+        day = dt.date(2026, 2, 1)
+        span = {"start_date": dt.date(2026, 1, 5), "end_date": dt.date(2026, 3, 27)}
+        mine = make_program_increment(organization=make_organization(linear_id="org-a"), **span)
+        later = make_program_increment(
+            organization=mine.organization, start_date=dt.date(2026, 1, 20), end_date=dt.date(2026, 2, 20)
+        )
+        make_program_increment(organization=make_organization(linear_id="org-b"), **span)
+
+        assert list(ProgramIncrement.objects.current("org-a", day)) == [later, mine]
+        assert list(ProgramIncrement.objects.current("org-c", day)) == []
+
+    def test_current_requires_the_organization(self):
+        with pytest.raises(TypeError):
+            ProgramIncrement.objects.current()  # type: ignore[call-arg]
+        with pytest.raises(ValueError, match="organization_id must be a string, not date"):
+            ProgramIncrement.objects.current(dt.date(2026, 2, 1))  # the old, unscoped form
 
     def test_clean_explains_end_before_start(self):
         pi = ProgramIncrement(organization=make_organization(), pi_id="PI-1", start_date=dt.date(2026, 2, 1),

@@ -22,6 +22,7 @@ from planning.models import Enabler, Feature, PlanningSession, ProgramIncrement,
 from planning.services import save_planning_result
 from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
 from sync.services import resolve_conflicts
+from tests.clock import FROZEN_NOW, frozen_clock
 from tests.factories import make_change, make_conflict, make_planning_session
 from tests.reliability.strategies import (
     ANYTHING,
@@ -40,7 +41,8 @@ from tests.reliability.strategies import (
 pytestmark = pytest.mark.django_db
 
 CLEAR_ERRORS = (ValidationError, ValueError)
-EXPIRES = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+#: Years after the tests' frozen clock (tests.clock), so "valid now" holds on any day the suite runs.
+EXPIRES = FROZEN_NOW + dt.timedelta(days=4 * 365)
 
 
 def attempt(
@@ -501,8 +503,12 @@ def test_issue_cache_older_than(age):
     assert not ok or queryset == []
 
 
-@pytest.mark.parametrize("age", [dt.timedelta(days=739_945), dt.timedelta.max], ids=["year-0", "max"])
-def test_issue_cache_older_than_a_huge_age(age):
+# One day more than the clock's distance to year 1: the cutoff would fall before year 1.
+_BEYOND_YEAR_1 = FROZEN_NOW - dt.datetime.min.replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize("age", [_BEYOND_YEAR_1, dt.timedelta.max], ids=["year-0", "max"])
+def test_issue_cache_older_than_a_huge_age(age, clock):
     ok, result = attempt(lambda: list(LinearIssueCache.objects.older_than(age)))
     assert not ok and isinstance(result, ValidationError)
     assert "before year 1" in result.messages[0]
@@ -513,7 +519,7 @@ def test_issue_cache_older_than_a_huge_age(age):
 def test_program_increment_queries(organization_id, on):
     ok, rows = attempt(lambda: list(ProgramIncrement.objects.for_organization(organization_id)))
     assert not ok or rows == []
-    ok, rows = attempt(lambda: list(ProgramIncrement.objects.current(on)))
+    ok, rows = attempt(lambda: list(ProgramIncrement.objects.current(organization_id, on)))
     assert not ok or rows == []
 
 
@@ -534,17 +540,19 @@ def test_conflict_reopen(by):
     window=st.one_of(st.timedeltas(), ANYTHING),
 )
 def test_token_expiry_helpers(leeway, at, window):
-    token = LinearToken.objects.store("org-exp", access_token="a", app_user_id="u", expires_at=EXPIRES)
-    ok, expired = attempt(lambda: token.is_expired(leeway, at=at))
-    if ok and at is not None:
-        assert expired == (at + leeway >= EXPIRES)
-    ok, rows = attempt(lambda: list(LinearToken.objects.expired(at=at)))
-    if ok:
-        assert rows == ([token] if at is not None and at >= EXPIRES else [])
-    ok, soon = attempt(lambda: token.expires_soon(window))
-    if ok:
-        assert soon is token.is_expired(window)
-    ok, rows = attempt(lambda: list(LinearToken.objects.expiring_within(window)))
-    if ok:
-        # The token is valid now (EXPIRES is years ahead): it is listed exactly when it expires soon.
-        assert rows == ([token] if token.expires_soon(window) else [])
+    # Stopped at FROZEN_NOW: "now" is the same instant for every helper below, on any day.
+    with frozen_clock():
+        token = LinearToken.objects.store("org-exp", access_token="a", app_user_id="u", expires_at=EXPIRES)
+        ok, expired = attempt(lambda: token.is_expired(leeway, at=at))
+        if ok and at is not None:
+            assert expired == (at + leeway >= EXPIRES)
+        ok, rows = attempt(lambda: list(LinearToken.objects.expired(at=at)))
+        if ok:
+            assert rows == ([token] if at is not None and at >= EXPIRES else [])
+        ok, soon = attempt(lambda: token.expires_soon(window))
+        if ok:
+            assert soon is token.is_expired(window)
+        ok, rows = attempt(lambda: list(LinearToken.objects.expiring_within(window)))
+        if ok:
+            # The token is valid now (EXPIRES is years ahead): it is listed exactly when it expires soon.
+            assert rows == ([token] if token.expires_soon(window) else [])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+from urllib.parse import urlencode
 
 import pytest
 from django.apps import apps as global_apps
@@ -20,6 +21,7 @@ from django.urls import reverse
 
 from config.middleware import MAX_SEARCH_TERM_LENGTH
 from sync.models import Conflict, ConflictResolution, SyncState
+from tests.clock import FROZEN_NOW
 from tests.factories import (
     make_conflict,
     make_conflict_resolution,
@@ -246,10 +248,13 @@ def test_read_only_screens_refuse_add_change_and_delete_even_for_superusers(
     assert type(obj).objects.filter(pk=obj.pk).values().get() == before
 
 
-def test_sync_history_filters_failed_runs_and_by_date(superuser_client):
+def test_sync_history_filters_failed_runs_and_by_date(clock, superuser_client):
+    # The clock comes first, so that the login is made at its time.
     ok = make_sync_history(success=True)
     failed = make_sync_history(success=False, error="Linear API: 502")
-    old_failed = make_sync_history(success=False, error="timeout", synced_at="2020-01-01T00:00:00Z")
+    old_failed = make_sync_history(
+        success=False, error="timeout", synced_at=FROZEN_NOW - dt.timedelta(days=400)
+    )
     url = reverse("admin:sync_synchistory_changelist")
 
     def listed(query: str) -> list[int]:
@@ -258,7 +263,8 @@ def test_sync_history_filters_failed_runs_and_by_date(superuser_client):
     assert listed("") == [failed.pk, ok.pk, old_failed.pk]
     assert listed("?outcome=failed") == [failed.pk, old_failed.pk]
     assert listed("?outcome=succeeded") == [ok.pk]
-    assert listed("?synced_at__gte=2025-01-01+00:00:00%2B00:00&outcome=failed") == [failed.pk]
+    since = (FROZEN_NOW - dt.timedelta(days=30)).isoformat(" ")
+    assert listed(f"?{urlencode({'synced_at__gte': since, 'outcome': 'failed'})}") == [failed.pk]
     response = superuser_client.get(url + "?outcome=failed")
     assert b"Linear API: 502" in response.content
 

@@ -52,10 +52,19 @@ def test_upsert_many_updates_existing_rows_and_last_updated(clock):
     assert LinearIssueCache.objects.count() == 2
 
 
-def test_upsert_many_moves_an_issue_to_the_organization_that_upserts_it():
-    LinearIssueCache.objects.upsert_many("org-1", [{"id": "i1"}])
-    LinearIssueCache.objects.upsert_many("org-2", [{"id": "i1"}])
-    assert LinearIssueCache.objects.get().organization.linear_id == "org-2"
+def test_another_organization_cannot_move_or_overwrite_an_organizations_entry(clock):
+    LinearIssueCache.objects.upsert_many("org-a", [{"id": "i1", "owner": "a"}])
+    clock.advance(hours=1)
+
+    assert LinearIssueCache.objects.upsert_many("org-b", [{"id": "i1", "owner": "b"}]) == 1
+
+    rows = LinearIssueCache.objects.order_by("organization__linear_id").values_list(
+        "organization__linear_id", "linear_issue_id", "issue_data", "last_updated"
+    )
+    assert list(rows) == [
+        ("org-a", "i1", {"id": "i1", "owner": "a"}, T0),
+        ("org-b", "i1", {"id": "i1", "owner": "b"}, T0 + dt.timedelta(hours=1)),
+    ]
 
 
 def test_upsert_many_keeps_the_last_of_duplicate_ids():
@@ -223,10 +232,11 @@ def test_upsert_many_refuses_a_bad_batch_size():
         LinearIssueCache.objects.upsert_many("org-1", [{"id": "a"}], batch_size=0)
 
 
-def test_database_refuses_a_second_row_for_an_issue():
-    make_linear_issue_cache(linear_issue_id="i1")
+def test_database_refuses_a_second_row_for_an_issue_of_one_organization():
+    first = make_linear_issue_cache(linear_issue_id="i1")
+    make_linear_issue_cache(linear_issue_id="i1")  # another organization's entry for the same issue id
     with pytest.raises(IntegrityError), transaction.atomic():
-        make_linear_issue_cache(linear_issue_id="i1")
+        make_linear_issue_cache(linear_issue_id="i1", organization=first.organization)
 
 
 def test_older_than_and_stale_select_by_last_updated(clock):
