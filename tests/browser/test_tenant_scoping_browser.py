@@ -60,7 +60,14 @@ def test_limited_reviewer_sees_one_tenant_and_resolves_all_of_it_in_batches(
     _by_css(browser, "select[name=action] option[value=resolve_keeping_linear]").click()
     _by_css(browser, ".actions button[type=submit]").click()
     _wait_for(browser, "#confirm-resolve").click()
-    report = _wait_for(browser, "#bulk-report")
+    # Several self-posted steps: give a loaded machine time (the default wait is 10 s).
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    report = WebDriverWait(browser, 90).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#bulk-report"))
+    )
     assert report.text == "Done"
     assert _by_css(browser, "#bulk-resolved").text == "Resolved 6 conflicts (Keep Linear), in 4 batches."
     assert Conflict.objects.filter(confluence_page_id="page-alpha", is_resolved=False).count() == 0
