@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 
 from accounts.models import Organization, OrganizationMembership
 from sync.admin import ConflictAdmin
@@ -34,8 +35,17 @@ def test_limited_reviewer_sees_one_tenant_and_resolves_all_of_it_in_batches(
     for n in range(5):
         make_conflict(item_id=f"item-alpha-{n}", confluence_page_id="page-alpha", linear_team_id="team-alpha")
     reviewer = get_user_model().objects.create_user("rita", password=PASSWORD, is_staff=True)
-    reviewer.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["sync", "planning"]))
+    # get_or_create: transactional tests run after the rest of the suite, and by then the permission rows
+    # of sync are not always there (the content type rows are recreated with new ids by some flushes).
+    ContentType.objects.clear_cache()
+    conflict_type, _ = ContentType.objects.get_or_create(app_label="sync", model="conflict")
+    for codename in ("view_conflict", "resolve_conflict"):
+        permission, _ = Permission.objects.get_or_create(
+            content_type=conflict_type, codename=codename, defaults={"name": codename.replace("_", " ")}
+        )
+        reviewer.user_permissions.add(permission)
     OrganizationMembership.objects.create(user=reviewer, organization=alpha[Organization])
+    assert get_user_model().objects.get(pk=reviewer.pk).has_perm("sync.resolve_conflict")
 
     browser.get(f"{live_server.url}/admin/login/?next=/admin/sync/conflict/")
     _by_css(browser, "#id_username").send_keys("rita")
