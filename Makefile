@@ -34,11 +34,12 @@ run: $(VENV)/.runtime-installed
 	@echo "Serving the admin on http://127.0.0.1:8000/admin/ (Ctrl-C stops it)"
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
 
-## make test: set up, lint, check migrations, run the whole suite on SQLite (also with the clock
-## shifted years ahead and back) and on PostgreSQL.
+## make test: set up, lint (ruff, mypy), check migrations, run the whole suite on SQLite (also with
+## the clock shifted years ahead and back) and on PostgreSQL.
 test: export DEBUG := true
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	env -u DATABASE_URL $(BIN)/python manage.py makemigrations --check --dry-run
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-shifted-clock
@@ -87,8 +88,10 @@ test-postgres: $(VENV)/.dev-installed
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
 	fi
 
+lint: export DEBUG := true
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## make bench: speed ratios against raw-SQL baselines; writes docs/benchmarks.md.
 bench: export DEBUG := true

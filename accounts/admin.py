@@ -7,7 +7,7 @@ searchable by token, and the standard model permissions decide who sees the page
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -29,6 +29,7 @@ from accounts.models import (
     ConfluenceToken,
     LinearToken,
     OAuthToken,
+    OAuthTokenQuerySet,
     Organization,
     OrganizationMembership,
     TokenStatus,
@@ -88,7 +89,24 @@ class ExpiryStateFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
         if self.value() in (TokenStatus.EXPIRED, TokenStatus.EXPIRING, TokenStatus.VALID):
-            return queryset.with_status(self.value())
+            return cast(OAuthTokenQuerySet, queryset).with_status(str(self.value()))
+        return None
+
+
+class ReauthorizationFilter(admin.SimpleListFilter):
+    """Tokens whose refresh token the provider rejected (``reauthorization_required_at`` set)."""
+
+    title = "re-authorization"
+    parameter_name = "reauthorization"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("required", "required"), ("not_required", "not required")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        if self.value() == "required":
+            return cast(OAuthTokenQuerySet, queryset).needing_reauthorization()
+        if self.value() == "not_required":
+            return queryset.filter(reauthorization_required_at__isnull=True)
         return None
 
 
@@ -142,12 +160,21 @@ class OAuthTokenAdmin(TenantScopedAdminMixin, SafeAutocompleteMixin, admin.Model
     form = TokenReplaceForm
     list_select_related = ["organization"]
     autocomplete_fields = ["organization"]
-    list_filter = [ExpiryStateFilter]
+    list_filter = [ExpiryStateFilter, ReauthorizationFilter]
     # The model's token fields are never form fields: their values would end up in the page.
     exclude = ["access_token", "refresh_token"]
-    readonly_fields = ["access_token_hint", "refresh_token_hint", "expiry_state", "created_at", "updated_at"]
+    readonly_fields = [
+        "access_token_hint",
+        "refresh_token_hint",
+        "expiry_state",
+        "reauthorization",
+        "created_at",
+        "updated_at",
+    ]
     show_full_result_count = False
     ordering = ["organization__linear_id"]
+    #: The fields that say whose token it is, first on the change page (set by each token admin).
+    owner_fields: list[str]
 
     @admin.display(description="access token")
     def access_token_hint(self, obj: OAuthToken) -> str:
@@ -161,14 +188,31 @@ class OAuthTokenAdmin(TenantScopedAdminMixin, SafeAutocompleteMixin, admin.Model
     def expiry_state(self, obj: OAuthToken) -> str:
         return obj.status().label if obj.pk else "—"
 
+    @admin.display(description="re-authorization", ordering="reauthorization_required_at")
+    def reauthorization(self, obj: OAuthToken) -> str:
+        """ "required since <when>" once the provider rejected the refresh token, else "—"."""
+        when = obj.reauthorization_required_at
+        return f"required since {when:%Y-%m-%d %H:%M} UTC" if when else "—"
+
     @admin.display(description="owner", ordering="organization__linear_id")
     def owner(self, obj: OAuthToken) -> str:
         return str(obj.organization)
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = [
             (None, {"fields": self.owner_fields}),
-            ("Token", {"fields": ["access_token_hint", "refresh_token_hint", "expiry_state", "expires_at"]}),
+            (
+                "Token",
+                {
+                    "fields": [
+                        "access_token_hint",
+                        "refresh_token_hint",
+                        "expiry_state",
+                        "expires_at",
+                        "reauthorization",
+                    ]
+                },
+            ),
             ("History", {"fields": ["created_at", "updated_at"]}),
         ]
         if request.user.is_superuser:
@@ -209,6 +253,7 @@ class LinearTokenAdmin(OAuthTokenAdmin):
         "refresh_token_hint",
         "expiry_state",
         "expires_at",
+        "reauthorization",
         "updated_at",
     ]
     search_fields = ["organization__linear_id", "organization__name", "app_user_id"]
@@ -225,6 +270,7 @@ class ConfluenceTokenAdmin(OAuthTokenAdmin):
         "refresh_token_hint",
         "expiry_state",
         "expires_at",
+        "reauthorization",
         "updated_at",
     ]
     search_fields = ["organization__linear_id", "organization__name", "cloud_id", "site_url"]

@@ -130,7 +130,7 @@ class _DecryptingAttribute(DeferredAttribute):
             return self
         value = super().__get__(instance, cls)
         if isinstance(value, EncryptedValue):
-            value = self.field.decrypt_for(instance, value)
+            value = self.field.decrypt_for(instance, value)  # type: ignore[attr-defined]
             instance.__dict__[self.field.attname] = value
         return value
 

@@ -13,7 +13,7 @@ from cryptography.fernet import InvalidToken
 from django.db import models, transaction
 
 from accounts.fields import EncryptedTokenField, EncryptedValue
-from accounts.models import ConfluenceToken, LinearToken
+from accounts.models import ConfluenceToken, LinearToken, _in_own_thread
 from accounts.validation import MAX_NON_NEGATIVE_INT, clean_identifier, clean_non_negative_int
 
 logger = logging.getLogger(__name__)
@@ -133,9 +133,9 @@ def _rotate_model(
     for pk in deferred:
         with transaction.atomic():
             # Waits for the holder, holding no other row meanwhile. Gone since: nothing to rotate.
-            row = manager.select_for_update().filter(pk=pk).only("pk", *names).first()
-            if row is not None:
-                _rotate_row(model, row, token_fields, table=table, result=result)
+            held = manager.select_for_update().filter(pk=pk).only("pk", *names).first()
+            if held is not None:
+                _rotate_row(model, held, token_fields, table=table, result=result)
         done += 1
         if on_progress is not None:
             on_progress(RotationProgress(table=table, done=done, total=max(total, done)))
@@ -212,8 +212,8 @@ def offboard_organization(linear_id: Any, *, dry_run: bool = False) -> Offboardi
     """Delete an organization and every row that belongs to it, in one transaction; report per model.
 
     Which rows belong to it is :func:`accounts.tenancy.owned_by` over every installed model: a foreign
-    key path to the organization, or a QuerySet's own ``owned_by`` (sync conflicts, tied to it through
-    their page and team). ``accounts`` never imports the apps that hold them. Models whose QuerySet has
+    key path to the organization, or a QuerySet's own ``owned_by``; ``accounts`` never imports the apps
+    that hold them. Models whose QuerySet has
     ``detach_organization(organization)`` keep their rows and record the organization's name instead
     (the append-only conflict resolution log). Rows are deleted through Django's ``Collector``, so
     cascades (stories under features) are counted too, deepest first so that no ``PROTECT`` foreign key
@@ -297,3 +297,18 @@ async def aoffboard_organization(linear_id: Any, *, dry_run: bool = False) -> Of
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(offboard_organization)(linear_id, dry_run=dry_run)
+# --- async twin ------------------------------------------------------------------------------------
+
+
+async def arotate_token_keys(
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[RotationProgress], None] | None = None,
+) -> RotationResult:
+    """Async twin of :func:`rotate_token_keys`.
+
+    It runs on a thread of its own, as a refresh does, not on the thread that every task's
+    ``sync_to_async`` ORM call shares: a rotation holds each batch's row locks for a while, and the
+    agent's other tasks keep their database calls meanwhile. ``on_progress`` is called on that thread.
+    """
+    return await _in_own_thread(rotate_token_keys)(batch_size=batch_size, on_progress=on_progress)

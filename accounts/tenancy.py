@@ -10,8 +10,8 @@ rows. The rules, in one place:
 
 Which rows belong to an organization is answered per model by :func:`owned_by`:
 
-* a QuerySet that defines ``owned_by(organization_ids)`` says it itself (the sync conflicts, which are
-  tied to a tenant through their (page, team) pair rather than a foreign key);
+* a QuerySet that defines ``owned_by(organization_ids)`` says it itself (the conflict resolution log,
+  tied to a tenant through its conflict's id rather than a foreign key);
 * otherwise the shortest chain of forward foreign keys from the model to ``Organization`` is used
   (``organization``, ``planning_session__organization``, ...), found once per model by introspection;
 * a model with neither is not tenant-owned (:func:`is_tenant_owned` is false): limited users get no

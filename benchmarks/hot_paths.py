@@ -344,7 +344,8 @@ def build_operations(keys: dict[str, list[Any]], raw: RawDB) -> list[Operation]:
 
     # --- LinearToken.objects.for_organization + decryption ---------------------------------------
     select_token = sql(
-        "SELECT t.id, t.access_token, t.refresh_token, t.expires_at, t.scope, t.created_at, t.updated_at, "
+        "SELECT t.id, t.access_token, t.refresh_token, t.expires_at, t.scope, t.reauthorization_required_at, "
+        "t.created_at, t.updated_at, "
         "t.organization_id, t.app_user_id, o.id, o.linear_id, o.name, o.created_at, o.updated_at "
         "FROM accounts_lineartoken t INNER JOIN accounts_organization o ON o.id = t.organization_id "
         "WHERE o.linear_id = %s LIMIT 1"
@@ -395,7 +396,8 @@ def build_operations(keys: dict[str, list[Any]], raw: RawDB) -> list[Operation]:
         for row in raw.fetchall(select_unresolved):
             row = list(row)
             for position in json_positions:
-                if row[position] is not None:
+                # psycopg's default adapters parse jsonb themselves (json.loads); Django's return text.
+                if isinstance(row[position], str | bytes):
                     row[position] = loads(row[position])
             rows.append(row)
         return rows
@@ -439,12 +441,143 @@ def build_operations(keys: dict[str, list[Any]], raw: RawDB) -> list[Operation]:
     ]
 
 
-#: Database OPTIONS tried on PostgreSQL against the project's defaults, in the same process: each
-#: variant's API calls are interleaved with the default API calls (label -> OPTIONS).
+#: Database OPTIONS tried on PostgreSQL against the project's defaults (prepared statements since
+#: issue 20), in the same process: each variant's API calls are interleaved with the default API calls
+#: (label -> OPTIONS). The first is what DB_PREPARED_STATEMENTS=false gives (poolers in transaction mode).
 SETTINGS_VARIANTS: dict[str, dict[str, Any]] = {
-    "server_side_binding": {"server_side_binding": True},
-    "server_side_binding + prepare_threshold=5": {"server_side_binding": True, "prepare_threshold": 5},
+    "DB_PREPARED_STATEMENTS=false (client-side binding)": {
+        "server_side_binding": False,
+        "prepare_threshold": None,
+    },
+    "server_side_binding, nothing prepared": {"server_side_binding": True, "prepare_threshold": None},
 }
+
+#: Async twins timed against their sync forms (group "async"): operation name -> twin name. The
+#: ``last_synced_at`` twin is ``sync_to_async`` of the method where ``alast_synced_at`` is not there yet.
+ASYNC_TWINS = {
+    "LinearToken.objects.store": "astore",
+    "LinearToken.objects.for_organization+decrypt": "afor_organization",
+    "SyncState.objects.last_synced_at": "alast_synced_at",
+    "SyncHistory.objects.record": "arecord",
+}
+
+
+def async_calls(keys: dict[str, list[Any]]) -> dict[str, Callable[[int], Any]]:
+    """Coroutine functions of the twins of :data:`ASYNC_TWINS`, by operation name; same work as the sync."""
+    from asgiref.sync import sync_to_async
+    from django.utils import timezone
+
+    from accounts.models import LinearToken
+    from sync.models import SyncHistory, SyncState
+
+    organizations = keys["organizations"]
+    states = keys["states"]
+    history_pairs = keys["history_pairs"]
+    expires_at = timezone.now() + dt.timedelta(hours=1)
+    alast_synced_at = getattr(SyncState.objects, "alast_synced_at", None) or sync_to_async(
+        SyncState.objects.last_synced_at
+    )
+
+    async def store(i: int) -> Any:
+        return await LinearToken.objects.astore(
+            organizations[i % len(organizations)],
+            access_token=f"lin_oauth_access_new_{i:032d}",
+            refresh_token=f"lin_oauth_refresh_new_{i:032d}",
+            app_user_id=f"app-user-{i}",
+            expires_at=expires_at,
+        )
+
+    async def for_organization(i: int) -> Any:
+        token = await LinearToken.objects.afor_organization(organizations[i % len(organizations)])
+        return token.access_token, token.refresh_token
+
+    async def last_synced_at(i: int) -> Any:
+        page, team = states[i % len(states)]
+        return await alast_synced_at(page, team)
+
+    async def record(i: int) -> Any:
+        page, team = history_pairs[i % len(history_pairs)]
+        return await SyncHistory.objects.arecord(
+            page,
+            team,
+            success=True,
+            created_issues=3,
+            updated_issues=5,
+            confluence_changes=2,
+            conflicts_detected=1,
+        )
+
+    return dict(zip(ASYNC_TWINS, (store, for_organization, last_synced_at, record), strict=True))
+
+
+def time_async_twins(keys: dict[str, list[Any]], *, iterations: int, warmup: int) -> list[dict[str, Any]]:
+    """Median wall time per call of each twin (awaited in a running event loop, as agent code awaits
+    it: the call hops to asgiref's shared thread and back) against its sync form, rounds interleaved."""
+    import asyncio
+    import gc
+    import statistics
+    import time
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    engine = engine_name()
+    sync_forms = api_calls(keys)
+    twins = async_calls(keys)
+    rounds = 10
+    per_round = max(1, iterations // rounds)
+    rows = []
+
+    async def run_twin(fn: Callable[[int], Any], start: int, count: int) -> list[int]:
+        times = []
+        for i in range(start, start + count):
+            began = time.perf_counter_ns()
+            await fn(i)
+            times.append(time.perf_counter_ns() - began)
+        return times
+
+    try:
+        for name, twin in twins.items():
+            sync_fn = sync_forms[name]
+            asyncio.run(run_twin(twin, 0, warmup))
+            for i in range(warmup):
+                sync_fn(i)
+            sync_times: list[int] = []
+            async_times: list[int] = []
+            index = warmup
+            for round_number in range(rounds):
+                gc.collect()
+                sides = ["sync", "async"] if round_number % 2 else ["async", "sync"]
+                for side in sides:
+                    if side == "async":
+                        async_times += asyncio.run(run_twin(twin, index, per_round))
+                    else:
+                        for i in range(index, index + per_round):
+                            began = time.perf_counter_ns()
+                            sync_fn(i)
+                            sync_times.append(time.perf_counter_ns() - began)
+                index += per_round
+            async_us = statistics.median(async_times) / 1e3
+            sync_us = statistics.median(sync_times) / 1e3
+            rows.append(
+                {
+                    **make_result(
+                        f"{name} — async twin ({ASYNC_TWINS[name]})",
+                        engine=engine,
+                        metric="median_us",
+                        value=async_us,
+                        baseline=sync_us,
+                        unit="µs/op",
+                        note=f"awaited in an event loop vs the sync call; one thread hop costs "
+                        f"{async_us - sync_us:.0f} µs; median of {len(async_times)} calls each",
+                    ),
+                    "group": "async",
+                }
+            )
+    finally:
+        # The shared thread's connection (sync_to_async ran there): closed so the database can be dropped.
+        asyncio.run(sync_to_async(connections.close_all)())
+    return rows
 
 
 def run(
@@ -517,7 +650,14 @@ def run(
         raw.close()
         for wrapper in wrappers.values():
             wrapper.close()
-    return results + comparisons
+    twins: list[dict[str, Any]] = []
+    if variants != "none":
+        try:
+            twins = time_async_twins(keys, iterations=iterations, warmup=warmup)
+        except Exception as exc:
+            logger.exception("async twins failed")
+            twins = [{**error_result("async twins", engine, exc), "group": "async"}]
+    return results + comparisons + twins
 
 
 if __name__ == "__main__":

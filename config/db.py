@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -211,7 +211,7 @@ class FastLoadMixin:
     """
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Sequence[str], values: Sequence[Any]) -> Any:
+    def from_db(cls, db: str | None, field_names: Collection[str], values: Collection[Any]) -> Any:
         attnames = _plain_attnames(cls)
         if (
             attnames is None

@@ -149,3 +149,54 @@ class JSONFormatter(logging.Formatter):
         if record.stack_info:
             payload["stack_info"] = self.formatStack(record.stack_info)
         return json.dumps(payload, ensure_ascii=True, default=str)
+
+
+#: The loggers that get a :class:`RedactingPassThrough` when the project is a guest (``LOG_SETUP=guest``):
+#: the project's packages and Django's.
+GUEST_LOGGERS = ("accounts", "planning", "sync", "legacy", "console", "config", "django")
+
+
+class RedactingPassThrough(logging.Handler):
+    """Redacts each record in place on its way up to the host's handlers, and writes nothing itself.
+
+    A logger's handlers see every record of its descendants before the records propagate further up,
+    so one of these on ``accounts`` redacts what ``accounts.models`` logs before the host's root
+    handlers format it. Where no ancestor up to the root has a handler, the record goes to
+    ``logging.lastResort``, as it would without this handler.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(RedactingFilter())
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self.filter(record)
+        last_resort = logging.lastResort
+        if (
+            last_resort is not None
+            and record.levelno >= last_resort.level
+            and not _has_handlers_above(logging.getLogger(record.name))
+        ):
+            last_resort.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() emits nothing
+        pass
+
+
+def _has_handlers_above(logger: logging.Logger) -> bool:
+    """Whether a handler other than a RedactingPassThrough sees ``logger``'s records."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(not isinstance(handler, RedactingPassThrough) for handler in current.handlers):
+            return True
+        current = current.parent if current.propagate else None  # type: ignore[assignment]
+    return False
+
+
+def install_guest_redaction(names: tuple[str, ...] = GUEST_LOGGERS) -> None:
+    """Give each logger of ``names`` one :class:`RedactingPassThrough` (idempotent)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, RedactingPassThrough) for handler in logger.handlers):
+            logger.addHandler(RedactingPassThrough())

@@ -93,7 +93,8 @@ ROOT_URLCONF = "config.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Inside the config package, so that an installed copy (pip install .) has it too.
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -137,11 +138,14 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
             "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
         }
-    if env.bool("DB_PREPARED_STATEMENTS", default=False):
-        # psycopg binds parameters on the server and prepares a statement once it has run it
-        # `prepare_threshold` times on a connection: PostgreSQL stops planning the agent's repeated
-        # lookups (docs/benchmarks.md, "Settings"). Prepared statements live in a connection: pair
-        # with DB_POOL or CONN_MAX_AGE; not behind PgBouncer in transaction mode.
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        # On by default: psycopg binds parameters on the server and prepares a statement once it has
+        # run it `prepare_threshold` times on a connection, so PostgreSQL stops planning the agent's
+        # repeated lookups — what raw psycopg does by default, and what makes the hot paths reach
+        # the targets against it (docs/benchmarks.md, "Settings"). Prepared statements live in a
+        # connection (an agent keeps its connection; the web process with DB_POOL or CONN_MAX_AGE).
+        # Behind a pooler that cannot keep them (PgBouncer in transaction mode before 1.21, or
+        # without max_prepared_statements): DB_PREPARED_STATEMENTS=false.
         _db["OPTIONS"]["server_side_binding"] = True
         _db["OPTIONS"]["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -218,6 +222,18 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'.")
+# Who configures logging. "project": this configuration below, root logger included — manage.py, the
+# WSGI/ASGI entry points (gunicorn) set it. "guest" (the default for any other django.setup(), i.e. an
+# agent that imports the models): the host's logging configuration is left alone — Django applies
+# neither its defaults nor LOGGING (LOGGING_CONFIG = None: Django's dictConfig would close the host's
+# handlers) — and the redacting filter rides on the project's and Django's loggers instead
+# (accounts.apps, config.logging.install_guest_redaction), so their records reach the host's handlers
+# already redacted. An agent that wants the project's configuration sets LOG_SETUP=project.
+LOG_SETUP = env.str("LOG_SETUP", default="guest").lower()
+if LOG_SETUP not in ("guest", "project"):
+    raise ImproperlyConfigured("LOG_SETUP must be 'guest' or 'project'.")
+if LOG_SETUP == "guest":
+    LOGGING_CONFIG = None
 # Django's loggers stay at INFO or above: at DEBUG they log every SQL query and template lookup.
 _DJANGO_LOG_LEVEL = "INFO" if LOG_LEVEL == "DEBUG" else LOG_LEVEL
 LOGGING = {

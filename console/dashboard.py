@@ -16,15 +16,23 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Model, Q, Sum
 from django.db.models.functions import Substr
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import EXPIRING_SOON_WINDOW, ConfluenceToken, LinearToken, TokenStatus, expiry_condition
+from accounts.models import (
+    EXPIRING_SOON_WINDOW,
+    ConfluenceToken,
+    LinearToken,
+    OAuthToken,
+    OAuthTokenQuerySet,
+    TokenStatus,
+    expiry_condition,
+)
 from accounts.tenancy import visible_to
 from accounts.validation import ERROR_EXCERPT_LENGTH, error_excerpt
 from config.logging import redact
@@ -37,12 +45,12 @@ SESSION_LIMIT = 5
 TOKEN_LIMIT = 5
 
 
-def _changelist(model: type, **params: str) -> str:
+def _changelist(model: type[Model], **params: str) -> str:
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _change(model: type, pk: Any) -> str:
+def _change(model: type[Model], pk: Any) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[pk])
 
 
@@ -130,6 +138,7 @@ class Dashboard:
     conflicts: ConflictPanel | None
     sessions: list[SessionGroup] | None
     tokens: TokenPanel | None
+    reauthorization: ReauthorizationPanel | None = None
 
     @property
     def empty(self) -> bool:
@@ -140,11 +149,14 @@ class Dashboard:
 def build_dashboard(user: Any, *, now: dt.datetime | None = None) -> Dashboard:
     """The dashboard as ``user`` may see it: a panel per model the user has the view permission for."""
     now = now or timezone.now()
-    token_models = [m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))]
+    token_models: list[type[OAuthToken]] = [
+        m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))
+    ]
     return Dashboard(
         conflicts=conflict_panel(user=user) if user.has_perm(_view_perm(Conflict)) else None,
         sessions=session_groups(user=user) if user.has_perm(_view_perm(PlanningSession)) else None,
         tokens=token_panel(token_models, now=now, user=user) if token_models else None,
+        reauthorization=reauthorization_panel(token_models, user=user) if token_models else None,
     )
 
 
@@ -153,7 +165,7 @@ def _scoped(queryset: Any, user: Any) -> Any:
     return queryset if user is None else visible_to(queryset, user)
 
 
-def _view_perm(model: type) -> str:
+def _view_perm(model: type[Model]) -> str:
     return f"{model._meta.app_label}.view_{model._meta.model_name}"
 
 
@@ -263,7 +275,7 @@ def session_groups(limit: int = SESSION_LIMIT, *, user: Any = None) -> list[Sess
 
 
 def token_panel(
-    models: list[type], *, now: dt.datetime, limit: int = TOKEN_LIMIT, user: Any = None
+    models: list[type[OAuthToken]], *, now: dt.datetime, limit: int = TOKEN_LIMIT, user: Any = None
 ) -> TokenPanel:
     """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list.
 
@@ -273,9 +285,9 @@ def token_panel(
     counts: list[TokenCount] = []
     rows: list[TokenRow] = []
     for model in models:
-        kind = model._meta.verbose_name
+        kind = str(model._meta.verbose_name)
         # The WHERE on expires_at uses its index; only tokens due within the day are counted.
-        due = _scoped(model.objects.all(), user).filter(expires_at__lte=soon)
+        due = _scoped(model._default_manager.all(), user).filter(expires_at__lte=soon)
         totals = due.aggregate(
             expired=Count("pk", filter=expiry_condition(TokenStatus.EXPIRED, at=now)),
             expiring=Count("pk", filter=expiry_condition(TokenStatus.EXPIRING, at=now)),
@@ -291,7 +303,8 @@ def token_panel(
                 )
             )
         # values(): the token columns (ciphertext) are never read.
-        for row in due.order_by("expires_at", "pk").values(
+        # (The plugin resolves lookups on the abstract OAuthToken, which names no organization field.)
+        for row in due.order_by("expires_at", "pk").values(  # type: ignore[misc]
             "pk", "expires_at", "organization__name", "organization__linear_id"
         )[:limit]:
             rows.append(
@@ -306,3 +319,62 @@ def token_panel(
             )
     rows.sort(key=lambda row: row.expires_at)
     return TokenPanel(counts=counts, rows=rows[:limit])
+
+
+# --- Tokens needing re-authorization -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReauthorizationRow:
+    kind: str
+    organization: str
+    since: dt.datetime
+    url: str
+
+
+@dataclass(frozen=True)
+class ReauthorizationPanel:
+    """Tokens whose refresh token the provider rejected: an operator must have the organization
+    authorize the app again. ``links`` go to each model's filtered token list."""
+
+    rows: list[ReauthorizationRow]
+    more: bool
+    links: list[tuple[str, str]]
+
+
+def reauthorization_panel(
+    models: list[type[OAuthToken]], *, limit: int = TOKEN_LIMIT, user: Any = None
+) -> ReauthorizationPanel:
+    """Marked tokens, most recently rejected first: one ``LIMIT``-ed query per model, no count.
+
+    ``user``: only the tokens of the organizations the user may see; ``None`` lists every token.
+    """
+    rows: list[ReauthorizationRow] = []
+    for model in models:
+        kind = str(model._meta.verbose_name)
+        # values(): the token columns (ciphertext) are never read.
+        for row in (
+            cast(OAuthTokenQuerySet, _scoped(model._default_manager.all(), user))
+            .needing_reauthorization()
+            .order_by("-reauthorization_required_at", "-pk")
+            .values("pk", "reauthorization_required_at", "organization__name", "organization__linear_id")[
+                : limit + 1
+            ]
+        ):
+            rows.append(
+                ReauthorizationRow(
+                    kind=kind,
+                    organization=row["organization__name"] or row["organization__linear_id"],
+                    since=row["reauthorization_required_at"],
+                    url=_change(model, row["pk"]),
+                )
+            )
+    rows.sort(key=lambda row: row.since, reverse=True)
+    return ReauthorizationPanel(
+        rows=rows[:limit],
+        more=len(rows) > limit,
+        links=[
+            (str(model._meta.verbose_name), _changelist(model, reauthorization="required"))
+            for model in models
+        ],
+    )

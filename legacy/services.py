@@ -712,6 +712,8 @@ class _Importer:
         conflicts a re-import marked resolved drops back to 0 too.
         """
         SyncState.objects.all().recount_conflicts()
+        # Old conflicts had no organization: take the one their pair's sync state knows (issue 16).
+        Conflict.objects.all().fill_organizations()
 
 
 def _key_getter(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

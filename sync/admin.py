@@ -43,11 +43,14 @@ from accounts.tenancy import is_limited, visible_to
 from accounts.validation import ERROR_EXCERPT_LENGTH, error_excerpt
 from config.logging import redact
 from sync.diff import MISSING
-from sync.forms import ManualResolutionForm, pretty_json
+from sync.forms import FieldOwnershipForm, FieldPicksForm, ManualResolutionForm, pretty_json
+from sync.merge import Merge
 from sync.models import (
     Conflict,
     ConflictAlreadyResolved,
+    ConflictChanged,
     ConflictResolution,
+    FieldOwnership,
     LinearIssueCache,
     ResolutionStrategy,
     SyncHistory,
@@ -121,6 +124,64 @@ def diff_rows(conflict: Conflict) -> list[dict[str, Any]]:
                 "confluence": None if row.confluence is MISSING else pretty_json(row.confluence),
             }
         )
+    return rows
+
+
+#: How the review page names a merge decision (``sync.merge`` vocabulary).
+DECISION_LABELS = {
+    "linear": "only Linear changed it: Linear's value",
+    "confluence": "only Confluence changed it: Confluence's value",
+    "same": "both changed it the same way",
+    "merged": "both changed the list: additions and removals of both kept",
+    "owner:linear": "owner rule: Linear decides",
+    "owner:confluence": "owner rule: Confluence decides",
+    "newest:linear": "owner rule 'newest': Linear's change is newer",
+    "newest:confluence": "owner rule 'newest': Confluence's change is newer",
+}
+
+
+def _value_at(item: Any, path: str) -> Any:
+    node = item
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return MISSING
+        node = node[key]
+    return node
+
+
+def three_way_rows(conflict: Conflict, merge: Merge) -> list[dict[str, Any]]:
+    """The review page's rows: last synced, Linear, Confluence per path; conflicts first.
+
+    A row per conflicting path and per automatically decided path (dotted where nested), then one per
+    remaining top-level field (the same on both sides).
+    """
+    base = (conflict.base_change or {}).get("itemData") if conflict.base_change else None
+    linear = (conflict.linear_change or {}).get("itemData") or {}
+    confluence = (conflict.confluence_change or {}).get("itemData") or {}
+    conflicting = conflict.conflict_paths(merge)
+    decided = [path for path in merge.decisions if path not in conflicting]
+    covered = {path.split(".")[0] for path in [*conflicting, *decided]}
+    rest = sorted(key for key in {*(base or {}), *linear, *confluence} if key not in covered)
+
+    def shown(value: Any) -> str | None:
+        return None if value is MISSING else pretty_json(value)
+
+    rows = []
+    for kind, field_paths in (("conflict", conflicting), ("merged", decided), ("same", rest)):
+        for field_path in field_paths:
+            decision = merge.decisions.get(field_path, "")
+            rows.append(
+                {
+                    "field": field_path,
+                    "kind": kind,
+                    "base": None if base is None else shown(_value_at(base, field_path)),
+                    "linear": shown(_value_at(linear, field_path)),
+                    "confluence": shown(_value_at(confluence, field_path)),
+                    "decision": decision,
+                    "decision_label": DECISION_LABELS.get(decision, decision),
+                    "rule": merge.owner_rules_applied.get(field_path, ""),
+                }
+            )
     return rows
 
 
@@ -525,6 +586,47 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
         form = ManualResolutionForm.prefilled(conflict, "confluence" if side == "confluence" else "linear")
         return self.render_review(request, conflict, form, extra_context=extra_context)
 
+    def _review_context(self, conflict: Conflict, picks_form: FieldPicksForm | None) -> dict[str, Any]:
+        """The three-way part of the review page: rows, paths to pick, decisions and owner rules."""
+        try:
+            merge = conflict.merge()
+        except ValidationError as exc:
+            # JSON too deep to merge field by field: the page still shows both sides whole, and the
+            # reviewer keeps a side or edits manually.
+            return {
+                "three_way_rows": [
+                    {**row, "kind": "conflict" if row["differs"] else "same", "base": None}
+                    for row in diff_rows(conflict)
+                ],
+                "has_base": False,
+                "conflict_paths": [],
+                "merged_rows": [],
+                "owner_rules": [],
+                "picks_form": FieldPicksForm(paths=[]),
+                "version": conflict.version,
+                "merge_error": " ".join(exc.messages),
+            }
+        paths = conflict.conflict_paths(merge)
+        rows = three_way_rows(conflict, merge)
+        if picks_form is None:
+            picks_form = FieldPicksForm(paths=paths)
+        for row in rows:
+            if row["kind"] == "conflict":
+                row["pick"] = picks_form[picks_form.field_name(row["field"])]
+        rules = [
+            {"path": path, "rule": rule, "owner": merge.decisions.get(path, "")}
+            for path, rule in merge.owner_rules_applied.items()
+        ]
+        return {
+            "three_way_rows": rows,
+            "has_base": conflict.base_change is not None,
+            "conflict_paths": paths,
+            "merged_rows": [row for row in rows if row["kind"] == "merged"],
+            "owner_rules": rules,
+            "picks_form": picks_form,
+            "version": conflict.version,
+        }
+
     def render_review(
         self,
         request: HttpRequest,
@@ -533,8 +635,9 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
         *,
         extra_context: dict[str, Any] | None = None,
         status: int = 200,
+        picks_form: FieldPicksForm | None = None,
     ) -> TemplateResponse:
-        """Render the side-by-side review page of one conflict."""
+        """Render the review page of one conflict: last synced, Linear and Confluence side by side."""
         can_resolve = self.has_resolve_conflict_permission(request, conflict)
         rows = diff_rows(conflict)
         log = [
@@ -577,10 +680,19 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
             "preserved_filters": self.get_preserved_filters(request),
             "is_popup": False,
             "to_field": None,
+            **self._review_context(conflict, picks_form),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.review_template, context, status=status)
+
+    def _next_unresolved(self, conflict: Conflict) -> Conflict | None:
+        """The conflict after this one in the review queue (unresolved, newest first), else the first."""
+        queue = Conflict.objects.unresolved().exclude(pk=conflict.pk).only("pk")
+        after = queue.filter(
+            Q(created_at__lt=conflict.created_at) | Q(created_at=conflict.created_at, id__lt=conflict.pk)
+        ).first()
+        return after or queue.first()
 
     def _changelist_url(self, request: HttpRequest) -> str:
         """The changelist URL with the filters the user came from (Django's preserved filters)."""
@@ -614,24 +726,45 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         strategy = request.POST.get("strategy", "")
         resolved_change = None
-        manual_form = None
+        picks = None
+        # What the reviewer typed or picked is kept whatever happens next: a stale version or an error
+        # re-renders the page with these bound forms.
+        manual_form = ManualResolutionForm(request.POST, conflict=conflict) if strategy == "manual" else None
+        picks_form = (
+            FieldPicksForm(request.POST, paths=conflict.conflict_paths()) if strategy == "fields" else None
+        )
+        version = _posted_version(request)
         if strategy == ResolutionStrategy.MANUAL:
-            manual_form = ManualResolutionForm(request.POST, conflict=conflict)
             if not manual_form.is_valid():
-                return self.render_review(request, conflict, manual_form, status=200)
+                return self.render_review(request, conflict, manual_form, picks_form=picks_form)
             resolved_change = manual_form.cleaned_data["resolved_change"]
-        elif strategy not in (ResolutionStrategy.LINEAR, ResolutionStrategy.CONFLUENCE):
+        elif strategy == ResolutionStrategy.FIELDS:
+            if not picks_form.is_valid():
+                return self.render_review(request, conflict, _default_manual(conflict), picks_form=picks_form)
+            picks = picks_form.picks()
+        elif strategy not in (
+            ResolutionStrategy.LINEAR,
+            ResolutionStrategy.CONFLUENCE,
+            ResolutionStrategy.NEWEST,
+        ):
             self.message_user(request, f"Unknown resolution strategy {strategy!r}.", messages.ERROR)
             return HttpResponseRedirect(self._change_url(request, conflict_id))
         try:
-            conflict.resolve(strategy, resolved_change, by=request.user)
+            conflict.resolve(
+                strategy, resolved_change, by=request.user, expected_version=version, picks=picks
+            )
         except ConflictAlreadyResolved as exc:
             self.message_user(request, exc.messages[0] + " Nothing was changed.", messages.WARNING)
             return HttpResponseRedirect(self._change_url(request, conflict_id))
+        except ConflictChanged as exc:
+            return self._render_changed(request, exc, manual_form, picks_form)
         except ValidationError as exc:
             if manual_form is not None:
                 manual_form.add_error("resolved_change", exc)
                 return self.render_review(request, conflict, manual_form, status=200)
+            if picks_form is not None:
+                picks_form.add_error(None, exc)
+                return self.render_review(request, conflict, _default_manual(conflict), picks_form=picks_form)
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return HttpResponseRedirect(self._change_url(request, conflict_id))
         self.message_user(
@@ -644,7 +777,41 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
             ),
             messages.SUCCESS,
         )
+        if request.POST.get("next"):
+            following = self._next_unresolved(conflict)
+            if following is not None:
+                return HttpResponseRedirect(self._change_url(request, following.pk))
+            self.message_user(request, "No unresolved conflict left in the queue.", messages.INFO)
         return HttpResponseRedirect(self._changelist_url(request))
+
+    def _render_changed(
+        self,
+        request: HttpRequest,
+        exc: ConflictChanged,
+        manual_form: ManualResolutionForm | None,
+        picks_form: FieldPicksForm | None,
+    ) -> TemplateResponse:
+        """The conflict changed since the reviewer opened it: show the new values, keep their input."""
+        conflict = exc.conflict
+        if picks_form is not None:
+            # Picks re-bound to the new conflicting paths: those still in conflict keep the choice.
+            picks_form = FieldPicksForm(request.POST, paths=conflict.conflict_paths(), keep_only=True)
+        if manual_form is not None:
+            manual_form = ManualResolutionForm(request.POST, conflict=conflict)
+            manual_form.is_valid()  # shows errors against the new shape, keeps the text
+        changed = {
+            "stale_version": exc.expected_version,
+            "current_version": exc.current_version,
+            "manual_open": manual_form is not None,
+        }
+        return self.render_review(
+            request,
+            conflict,
+            manual_form or _default_manual(conflict),
+            picks_form=picks_form,
+            extra_context={"changed": changed},
+            status=409,
+        )
 
     def reopen_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """POST: reopen a resolved conflict (logged); 403 without the resolve permission."""
@@ -718,7 +885,11 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
             try:
                 # Ticked ids (at most DATA_UPLOAD_MAX_NUMBER_FIELDS): a few short transactions.
                 result = resolve_conflicts_in_batches(
-                    ids, strategy, by=request.user, batch_size=self.bulk_batch_size
+                    ids,
+                    strategy,
+                    by=request.user,
+                    expected_versions=_posted_versions(request),
+                    batch_size=self.bulk_batch_size,
                 )
             except ValidationError as exc:
                 self.message_user(request, " ".join(exc.messages) + " Nothing was changed.", messages.ERROR)
@@ -735,6 +906,13 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
             if missing:
                 self.message_user(
                     request, f"{len(missing)} no longer exist: {', '.join(missing)}.", messages.WARNING
+                )
+            if result.changed:
+                self.message_user(
+                    request,
+                    f"{len(result.changed)} changed since you confirmed, left alone (review them again): "
+                    f"{', '.join(result.changed)}.",
+                    messages.WARNING,
                 )
             # None: the admin redirects back to the changelist, keeping its filters.
             return None
@@ -903,6 +1081,49 @@ class ConflictAdmin(TenantScopedAdminMixin, LargeTableAdminMixin, admin.ModelAdm
                 return
             if time.monotonic() >= deadline:
                 return
+
+
+def _posted_version(request: HttpRequest) -> int | None:
+    """The ``version`` a review form posted (the version it showed); None when absent or malformed."""
+    raw = request.POST.get("version", "")
+    return int(raw) if raw.isdigit() and int(raw) >= 1 else None
+
+
+def _posted_versions(request: HttpRequest) -> dict[str, int]:
+    """``conflict id -> version`` the bulk confirmation page showed (``version:<id>`` fields)."""
+    versions = {}
+    for key, value in request.POST.items():
+        if key.startswith("version:") and value.isdigit() and int(value) >= 1:
+            versions[key.removeprefix("version:")] = int(value)
+    return versions
+
+
+def _default_manual(conflict: Conflict) -> ManualResolutionForm:
+    return ManualResolutionForm.prefilled(conflict, "linear")
+
+
+# --- FieldOwnership --------------------------------------------------------------------------------
+
+
+@admin.register(FieldOwnership)
+class FieldOwnershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Owner rules: which side decides a field path, per organization (optionally per type/page/team)."""
+
+    form = FieldOwnershipForm
+    list_display = [
+        "field_path",
+        "owner",
+        "organization",
+        "item_type",
+        "confluence_page_id",
+        "linear_team_id",
+    ]
+    list_filter = ["owner"]
+    list_select_related = ["organization"]
+    raw_id_fields = ["organization"]
+    search_fields = ["field_path", "organization__linear_id", "organization__name"]
+    ordering = ["organization", "field_path", "item_type", "confluence_page_id", "linear_team_id"]
+    show_full_result_count = False
 
 
 # --- ConflictResolution --------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from sync.models import Conflict, clean_change
+from sync.merge import clean_field_path
+from sync.models import Conflict, FieldOwnership, clean_change
 
 #: The change types the agent writes (``legacy-schema.md``, "Conflict JSON").
 CHANGE_TYPES = ("created", "updated", "deleted")
@@ -134,3 +135,52 @@ class ManualResolutionForm(forms.Form):
             )
         # The model's check of a change (itemId, source, itemData, storable JSON): one rule, one place.
         return clean_change(value, "resolved_change")
+
+
+class FieldPicksForm(forms.Form):
+    """A side per conflicting path (``fields`` strategy): one radio group per path, Linear or Confluence.
+
+    Field names are ``pick:<path>``; :meth:`picks` gives ``{path: side}`` for ``Conflict.resolve``.
+    ``keep_only`` (the conflict changed under the reviewer): an unbound form whose choices start from
+    the posted ones for the paths still in conflict, so nothing typed is lost and no error is shown
+    before the reviewer submits again.
+    """
+
+    SIDES = (("linear", "Linear"), ("confluence", "Confluence"))
+
+    def __init__(self, data: Any = None, *, paths: list[str], keep_only: bool = False) -> None:
+        initial = None
+        if keep_only and data is not None:
+            initial = {self.field_name(path): data.get(self.field_name(path)) for path in paths}
+            data = None
+        super().__init__(data, initial=initial)
+        self.paths = list(paths)
+        for path in self.paths:
+            self.fields[self.field_name(path)] = forms.ChoiceField(
+                label=path,
+                choices=self.SIDES,
+                widget=forms.RadioSelect(attrs={"class": "cc-pick", "data-path": path}),
+                error_messages={"required": f"Pick a side for {path}."},
+            )
+
+    @staticmethod
+    def field_name(path: str) -> str:
+        return f"pick:{path}"
+
+    def picks(self) -> dict[str, str]:
+        """``{path: "linear" | "confluence"}`` of a valid form."""
+        return {path: self.cleaned_data[self.field_name(path)] for path in self.paths}
+
+
+class FieldOwnershipForm(forms.ModelForm):
+    """An owner rule in the admin: the path is checked as ``three_way`` will read it."""
+
+    class Meta:
+        model = FieldOwnership
+        fields = ["organization", "field_path", "owner", "item_type", "confluence_page_id", "linear_team_id"]
+
+    def clean_field_path(self) -> str:
+        try:
+            return clean_field_path(self.cleaned_data["field_path"], "Field path")
+        except ValueError as exc:
+            raise ValidationError(str(exc), code="invalid_path") from exc

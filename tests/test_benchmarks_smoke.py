@@ -26,6 +26,10 @@ def test_hot_paths_returns_a_ratio_for_every_operation() -> None:
     assert [row["name"] for row in results if row.get("group") == "settings"] == [
         f"{name} — {label}" for name in hot_paths.OPERATIONS for label in variants
     ]
+    # Each async twin is timed against its sync form.
+    assert [row["name"] for row in results if row.get("group") == "async"] == [
+        f"{name} — async twin ({twin})" for name, twin in hot_paths.ASYNC_TWINS.items()
+    ]
     for row in results:
         row.pop("group", None)
         assert tuple(row) == RESULT_KEYS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import re
@@ -9,10 +10,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from planning.models import PlanningSession, ProgramIncrement
-from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
+from sync.models import (
+    Conflict,
+    ConflictResolution,
+    FieldOwnership,
+    ItemSnapshot,
+    LinearIssueCache,
+    SyncHistory,
+    SyncState,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "api.md"
@@ -28,8 +39,38 @@ def python_blocks() -> list[tuple[int, str]]:
     ]
 
 
+def is_async_example(code: str) -> bool:
+    """The async form of an example: it runs ``main()`` with ``asyncio.run`` (docs/api.md, "Async code")."""
+    return re.search(r"^asyncio\.run\(main\(\)\)$", code, re.M) is not None
+
+
 def test_doc_has_examples_for_each_section():
     assert len(python_blocks()) >= 20
+
+
+def sections() -> dict[str, str]:
+    """Text of each ``## `` section of docs/api.md, by heading."""
+    text = DOC.read_text(encoding="utf-8")
+    parts = re.split(r"^## (.+)$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+# Sections whose every example has an async form; the other sections' owners add theirs here.
+ASYNC_SECTIONS = [
+    "Set up Django in a plain Python process",
+    "Conventions",
+    "Organizations",
+    "OAuth tokens",
+    "Sync history",
+    "Errors",
+    "Transactions and locking",
+]
+
+
+@pytest.mark.parametrize("heading", ASYNC_SECTIONS)
+def test_section_examples_have_an_async_form(heading):
+    blocks = re.findall(r"^```python\n(.*?)^```$", sections()[heading], re.M | re.S)
+    assert any(is_async_example(code) for code in blocks), f"{heading}: no async example"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -41,7 +82,13 @@ def test_examples_run_in_order():
             # Padding keeps the file's line numbers, so a failing example's traceback points into
             # docs/api.md at the right line.
             compiled = compile("\n" * (first_line - 1) + code, str(DOC), "exec")
-            exec(compiled, namespace)  # noqa: S102 - our own documentation's examples
+            try:
+                exec(compiled, namespace)  # noqa: S102 - our own documentation's examples
+            finally:
+                if is_async_example(code):
+                    # asyncio.run() ran the twins on asgiref's shared thread, with a connection of its
+                    # own: close it, or the test database cannot be dropped (PostgreSQL).
+                    asyncio.run(sync_to_async(connections.close_all)())
     finally:
         sys.path[:] = saved_path
     # The examples ran to the end: the last block's result is there.
@@ -69,8 +116,18 @@ _NOT_API = {"save", "delete", "update", "clean", "get_queryset"}
 @pytest.mark.parametrize(
     "model",
     [
-        Organization, LinearToken, ConfluenceToken, ProgramIncrement, PlanningSession, SyncState,
-        Conflict, ConflictResolution, SyncHistory, LinearIssueCache,
+        Organization,
+        LinearToken,
+        ConfluenceToken,
+        ProgramIncrement,
+        PlanningSession,
+        SyncState,
+        Conflict,
+        ConflictResolution,
+        SyncHistory,
+        LinearIssueCache,
+        ItemSnapshot,
+        FieldOwnership,
     ],
     ids=lambda model: model.__name__,
 )
@@ -93,3 +150,51 @@ def test_every_public_service_function_is_documented(module_name):
     assert functions, module_name
     undocumented = [name for name in functions if not re.search(rf"\b{name}\(", doc)]
     assert not undocumented, f"{module_name}: not in docs/api.md: {undocumented}"
+
+
+# --- async twins ---------------------------------------------------------------------------------------
+
+
+def _sync_public_methods(cls: type) -> set[str]:
+    return {
+        name
+        for name in _public_methods(cls)
+        if not inspect.iscoroutinefunction(getattr(cls, name))
+        and not isinstance(getattr(cls, name), property)
+    }
+
+
+# Public methods that need no twin, and why: they return a lazy QuerySet (evaluate it with ``async for``,
+# ``acount()``...), or they are pure Python on a loaded row (no database access).
+NO_TWIN = {
+    # QuerySets
+    "expired",
+    "expiring_within",
+    "with_status",
+    "needing_reauthorization",
+    "for_pair",
+    # pure Python on a loaded row
+    "is_expired",
+    "expires_soon",
+    "status",
+    "token_hint",
+    "organization_id_display",
+    "needs_reauthorization",
+}
+
+
+@pytest.mark.parametrize(
+    "model", [Organization, LinearToken, ConfluenceToken, SyncHistory], ids=lambda m: m.__name__
+)
+def test_every_public_method_has_an_async_twin(model):
+    manager, instance = type(model._default_manager), model
+    missing = []
+    for cls in (manager, instance):
+        for name in sorted(_sync_public_methods(cls) - _NOT_API - NO_TWIN):
+            twin = getattr(cls, f"a{name}", None)
+            if twin is None or not inspect.iscoroutinefunction(twin):
+                missing.append(f"{cls.__name__}.{name}")
+                continue
+            sync_parameters = list(inspect.signature(getattr(cls, name)).parameters)
+            assert list(inspect.signature(twin).parameters) == sync_parameters, f"a{name}: other parameters"
+    assert not missing, f"no async twin: {missing}"

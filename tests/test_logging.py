@@ -146,13 +146,26 @@ def test_settings_attach_the_redacting_filter_to_every_handler():
     for name, handler in handlers.items():
         assert "redact_secrets" in handler.get("filters", []), name
     assert settings.LOGGING["filters"]["redact_secrets"] == {"()": "config.logging.RedactingFilter"}
-    # The configured objects: the root handler carries the filter; Django's loggers add no handler
-    # of their own (Django's defaults would bypass the filter) and propagate to the root.
-    root_handlers = logging.getLogger().handlers
-    assert any(isinstance(f, RedactingFilter) for h in root_handlers for f in h.filters)
-    for name in ("django", "django.server", "django.request"):
-        logger = logging.getLogger(name)
-        assert logger.handlers == [] and logger.propagate, name
+
+
+def test_project_mode_puts_the_redacting_filter_on_the_root_handler():
+    # The configured objects, in a process set up as the project's own (LOG_SETUP=project, what
+    # manage.py and the WSGI/ASGI entry points set): the root handler carries the filter; Django's
+    # loggers add no handler of their own (Django's defaults would bypass the filter) and propagate.
+    script = (
+        "import logging, django\n"
+        "django.setup()\n"
+        "from config.logging import RedactingFilter\n"
+        "root = logging.getLogger().handlers\n"
+        "assert any(isinstance(f, RedactingFilter) for h in root for f in h.filters), root\n"
+        "for name in ('django', 'django.server', 'django.request'):\n"
+        "    logger = logging.getLogger(name)\n"
+        "    assert logger.handlers == [] and logger.propagate, name\n"
+        "print('ok')\n"
+    )
+    proc = _run_python(script, {"LOG_SETUP": "project"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ok\n"
 
 
 def _run_manage(env_overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -160,7 +173,12 @@ def _run_manage(env_overrides: dict[str, str], *args: str) -> subprocess.Complet
     env.update({"DEBUG": "true", "ENV_FILE": "/nonexistent/.env", **env_overrides})
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -220,3 +238,110 @@ def test_redacting_a_huge_junk_message_does_not_hang(junk):
     worker.join(timeout=20)
     assert result, "redact() did not finish within 20 s: a pattern backtracks quadratically"
     assert len(result[0]) <= len(junk)
+
+
+# --- a good guest: django.setup() from agent code keeps the host's logging ------------------------------
+
+
+def _run_python(script: str, env_overrides: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LOG_FORMAT", "LOG_LEVEL", "DATABASE_URL", "LOG_SETUP")
+    }
+    env.update(
+        {"DEBUG": "true", "ENV_FILE": "/nonexistent/.env", "DJANGO_SETTINGS_MODULE": "config.settings"}
+    )
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+# An agent: its own logging configuration first (a format of its own, a file opened with mode "w"),
+# then django.setup(), then log lines from itself, from the project and from Django.
+_AGENT = (
+    "import logging, sys, django\n"
+    "host_format = logging.Formatter('HOST|%(levelname)s|%(name)s|%(message)s')\n"
+    "stream = logging.StreamHandler(sys.stdout); stream.setFormatter(host_format)\n"
+    "log_file = logging.FileHandler(sys.argv[1] if len(sys.argv) > 1 else 'agent.log', mode='w')\n"
+    "log_file.setFormatter(host_format)\n"
+    "logging.basicConfig(level=logging.INFO, handlers=[stream, log_file])\n"
+    "before = list(logging.getLogger().handlers)\n"
+    "django.setup()\n"
+    "assert logging.getLogger().handlers == before, logging.getLogger().handlers\n"
+    "assert logging.getLogger().level == logging.INFO\n"
+    "assert not log_file.stream.closed\n"
+    f"logging.getLogger('accounts.models').info('stored %s', {LINEAR_OAUTH!r})\n"
+    f"logging.getLogger('sync.models.state').warning('Bearer {RANDOM_BASE64}')\n"
+    f"logging.getLogger('django.request').warning('bad request with %s', 'Bearer {RANDOM_BASE64}')\n"
+    "logging.getLogger('agent').info('agent line')\n"
+    "logging.getLogger('accounts.models').debug('below the host level')\n"
+)
+
+
+def test_django_setup_in_an_agent_keeps_its_logging_and_redacts_the_projects_records(tmp_path):
+    log_path = tmp_path / "agent.log"
+    env_file = tmp_path / ".env"
+    env_file.write_text("")  # a missing ENV_FILE is an INFO line of django-environ's
+    agent = _AGENT.replace("sys.argv[1] if len(sys.argv) > 1 else 'agent.log'", repr(str(log_path)))
+    proc = _run_python(agent, {"ENV_FILE": str(env_file)})
+    assert proc.returncode == 0, proc.stderr
+    expected = [
+        f"HOST|INFO|accounts.models|stored {REDACTED}",
+        f"HOST|WARNING|sync.models.state|Bearer {REDACTED}",
+        f"HOST|WARNING|django.request|bad request with Bearer {REDACTED}",
+        "HOST|INFO|agent|agent line",
+    ]
+    assert proc.stdout.splitlines() == expected
+    assert log_path.read_text().splitlines() == expected  # the host's file handler was not closed
+    assert proc.stderr == ""
+
+
+def test_log_setup_project_makes_the_project_configure_logging_in_an_agent(tmp_path):
+    script = (
+        "import logging, django\n"
+        "django.setup()\n"
+        f"logging.getLogger('accounts.models').warning('stored %s', {LINEAR_OAUTH!r})\n"
+    )
+    proc = _run_python(script, {"LOG_SETUP": "project", "LOG_FORMAT": "json"})
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert json.loads(line)["message"] == f"stored {REDACTED}"
+
+
+def test_a_guest_without_logging_configuration_still_sees_warnings_redacted():
+    script = (
+        "import logging, django\n"
+        "django.setup()\n"
+        f"logging.getLogger('accounts.models').warning('refresh failed for %s', {LINEAR_OAUTH!r})\n"
+        "logging.getLogger('accounts.models').info('not shown: below the last resort level')\n"
+    )
+    proc = _run_python(script, {})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == f"refresh failed for {REDACTED}\n"
+
+
+def test_bad_log_setup_stops_start_up():
+    proc = _run_manage({"LOG_SETUP": "host"}, "check")
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured: LOG_SETUP must be 'guest' or 'project'." in proc.stderr
+
+
+def test_install_guest_redaction_is_idempotent():
+    from config.logging import RedactingPassThrough, install_guest_redaction
+
+    install_guest_redaction(("tests.guest",))
+    install_guest_redaction(("tests.guest",))
+    handlers = logging.getLogger("tests.guest").handlers
+    try:
+        assert [type(handler) for handler in handlers] == [RedactingPassThrough]
+    finally:
+        for handler in handlers[:]:
+            logging.getLogger("tests.guest").removeHandler(handler)

@@ -134,7 +134,7 @@ def test_pool_and_conn_max_age_together_are_refused():
         ("sqlite:///:memory:", "None None"),  # a psycopg option: SQLite ignores the variable
     ],
 )
-def test_prepared_statements_are_opt_in_psycopg_options(database_url, expected):
+def test_prepared_statements_are_on_by_default_and_can_be_switched_off(database_url, expected):
     show = (
         "from django.conf import settings; o = settings.DATABASES['default']['OPTIONS']; "
         "print(o.get('server_side_binding'), o.get('prepare_threshold'))"
@@ -142,12 +142,12 @@ def test_prepared_statements_are_opt_in_psycopg_options(database_url, expected):
     env = {"DEBUG": "true", "ENV_FILE": "/nonexistent/.env", "DATABASE_URL": database_url}
     default = run_manage("shell", "--no-imports", "-c", show, env_overrides=env)
     assert default.returncode == 0, default.stderr
-    assert default.stdout.split() == ["None", "None"]
-    enabled = run_manage(
-        "shell", "--no-imports", "-c", show, env_overrides={**env, "DB_PREPARED_STATEMENTS": "true"}
+    assert default.stdout.split() == expected.split()
+    disabled = run_manage(
+        "shell", "--no-imports", "-c", show, env_overrides={**env, "DB_PREPARED_STATEMENTS": "false"}
     )
-    assert enabled.returncode == 0, enabled.stderr
-    assert enabled.stdout.split() == expected.split()
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout.split() == ["None", "None"]
 
 
 def test_debug_mode_has_development_defaults():

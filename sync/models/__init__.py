@@ -10,7 +10,8 @@ The public API mirrors the old TypeScript functions (see ``shared/legacy-schema.
 - ``recordSyncHistory`` / ``getSyncHistory`` → ``SyncHistory.objects.record`` / ``for_pair``.
 
 One module per concern: ``values`` (checks of stored JSON and ids), ``state``, ``conflicts`` (with the
-resolution log), ``history``, ``cache``. Import every public name from ``sync.models``.
+resolution log), ``snapshots`` (three-way sync: last-synced items and field ownership), ``history``,
+``cache``. Import every public name from ``sync.models``.
 
 Timestamps default to ``timezone.now`` instead of ``auto_now``/``auto_now_add`` so that the legacy import
 can keep the old rows' times; the write methods here set ``updated_at`` themselves.
@@ -21,6 +22,7 @@ from sync.models.conflicts import (
     AppendOnlyError,
     Conflict,
     ConflictAlreadyResolved,
+    ConflictChanged,
     ConflictManager,
     ConflictQuerySet,
     ConflictResolution,
@@ -30,6 +32,18 @@ from sync.models.conflicts import (
     clean_resolution,
 )
 from sync.models.history import SyncHistory, SyncHistoryManager, SyncHistoryQuerySet
+from sync.models.snapshots import (
+    FieldOwner,
+    FieldOwnership,
+    FieldOwnershipManager,
+    FieldOwnershipQuerySet,
+    ItemSnapshot,
+    ItemSnapshotManager,
+    ItemSnapshotQuerySet,
+    clean_field_path,
+    clean_owner,
+    item_data_hash,
+)
 from sync.models.state import SyncState, SyncStateManager, SyncStateQuerySet, SyncStatus
 from sync.models.values import (
     CHANGE_REQUIRED_KEYS,
@@ -45,10 +59,18 @@ __all__ = [
     "AppendOnlyError",
     "Conflict",
     "ConflictAlreadyResolved",
+    "ConflictChanged",
     "ConflictManager",
     "ConflictQuerySet",
     "ConflictResolution",
     "ConflictResolutionQuerySet",
+    "FieldOwner",
+    "FieldOwnership",
+    "FieldOwnershipManager",
+    "FieldOwnershipQuerySet",
+    "ItemSnapshot",
+    "ItemSnapshotManager",
+    "ItemSnapshotQuerySet",
     "LinearIssueCache",
     "LinearIssueCacheManager",
     "LinearIssueCacheQuerySet",
@@ -63,6 +85,9 @@ __all__ = [
     "SyncStatus",
     "clean_acting_user",
     "clean_change",
+    "clean_field_path",
     "clean_json",
+    "clean_owner",
     "clean_resolution",
+    "item_data_hash",
 ]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import Organization
 from accounts.tenancy import visible_to
 from accounts.validation import (
     clean_identifier,
@@ -20,6 +23,7 @@ from accounts.validation import (
 )
 from config.db import FastLoadMixin
 from sync.diff import DiffRow, differing_field_count, item_data_diff, json_equal
+from sync.merge import Merge, clean_field_path, pick_sides, three_way
 from sync.models.state import SyncState
 from sync.models.values import (
     ITEM_TYPE_MAX_LENGTH,
@@ -48,6 +52,23 @@ class ResolutionStrategy(models.TextChoices):
     LINEAR = "linear", "Keep Linear"
     CONFLUENCE = "confluence", "Keep Confluence"
     MANUAL = "manual", "Manual (operator-written)"
+    FIELDS = "fields", "Picked per field"
+    NEWEST = "newest", "Keep the newest change"
+    MERGED = "merged", "Merged automatically"
+
+
+class ConflictChanged(ValidationError):
+    """A resolution was asked against a version of the conflict that is no longer its content."""
+
+    def __init__(self, conflict: Conflict, expected_version: int) -> None:
+        super().__init__(
+            f"Conflict {conflict.pk!r} changed since it was read: expected version {expected_version}, "
+            f"it is now version {conflict.version}. Read it again and decide on what it says now.",
+            code="conflict_changed",
+        )
+        self.conflict = conflict
+        self.expected_version = expected_version
+        self.current_version = conflict.version
 
 
 class ConflictAlreadyResolved(ValidationError):
@@ -70,21 +91,51 @@ def _build_resolved_change(conflict: Conflict, strategy: str, resolved_change: A
         winner = conflict.linear_change
     elif strategy == ResolutionStrategy.CONFLUENCE:
         winner = conflict.confluence_change
-    else:
+    else:  # manual, or fields/newest/merged: the change built from the merge
         winner = resolved_change
     # As the old resolveConflict did: {...winningChange, id: `resolved-${conflictId}`}.
     return {**winner, "id": f"resolved-{conflict.pk}"}
 
 
-def clean_resolution(strategy: Any, resolved_change: Any) -> tuple[str, dict[str, Any] | None]:
-    """Check a strategy and its resolved change before anything is locked or written."""
+def clean_conflicting_fields(value: Any) -> list[str]:
+    """A sorted list of distinct dotted field paths (``None`` is no list: ``[]``)."""
+    if value is None:
+        return []
+    if isinstance(value, str | bytes | dict) or not isinstance(value, Sequence | set | frozenset):
+        raise ValueError(f"conflicting_fields must be a list of field paths, not {type(value).__name__}.")
+    return sorted({clean_field_path(path, f"conflicting_fields[{n}]") for n, path in enumerate(value)})
+
+
+def clean_resolution(
+    strategy: Any, resolved_change: Any, *, picks: Any = None, expected_version: Any = None
+) -> tuple[str, dict[str, Any] | None]:
+    """Check a strategy and its resolved change (and picks, expected version) before anything is written.
+
+    ``merged`` is the system's strategy (``sync.services.reconcile`` sets it); callers choose
+    ``linear``, ``confluence``, ``manual`` (with ``resolved_change``), ``fields`` (with ``picks``) or
+    ``newest``.
+    """
     if not isinstance(strategy, str):
         raise ValueError(f"strategy must be a string, not {type(strategy).__name__}.")
-    if strategy not in ResolutionStrategy.values:
+    chosen = [value for value in ResolutionStrategy.values if value != ResolutionStrategy.MERGED]
+    if strategy not in chosen:
         raise ValidationError(
-            f"strategy must be one of {', '.join(ResolutionStrategy.values)} (got {strategy!r}).",
+            f"strategy must be one of {', '.join(chosen)} (got {strategy!r}).",
             code="invalid_strategy",
         )
+    clean_expected_version(expected_version)
+    if picks is not None and strategy != ResolutionStrategy.FIELDS:
+        raise ValidationError(
+            f"picks are only for the fields strategy, not {strategy!r}.", code="picks_not_allowed"
+        )
+    if strategy == ResolutionStrategy.FIELDS:
+        if picks is None:
+            raise ValidationError(
+                "The fields strategy needs picks: a side ('linear' or 'confluence') per conflicting path.",
+                code="picks_required",
+            )
+        if not isinstance(picks, dict):
+            raise ValueError(f"picks must be a dict of field path -> side, not {type(picks).__name__}.")
     if strategy == ResolutionStrategy.MANUAL:
         if resolved_change is None:
             raise ValidationError(
@@ -99,7 +150,32 @@ def clean_resolution(strategy: Any, resolved_change: Any) -> tuple[str, dict[str
     return strategy, None
 
 
+def clean_expected_version(value: Any) -> int | None:
+    """``None`` (no check) or a positive integer version."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected_version must be an integer or None, not {type(value).__name__}.")
+    if value < 1:
+        raise ValidationError(f"expected_version must be at least 1 (got {value}).", code="min_value")
+    return value
+
+
+def _change_time(change: dict[str, Any]) -> dt.datetime | None:
+    """The change's ``timestamp`` (milliseconds since the epoch) as an aware datetime, if it has one."""
+    value = change.get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 class ConflictQuerySet(models.QuerySet["Conflict"]):
+    """Chainable queries. They return lazy QuerySets, so they need no async twin: iterate them with
+    ``async for`` or call Django's own ``aget``/``acount``/``afirst`` on them."""
+
     def for_pair(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
         """Conflicts of a page and/or team; ``None`` leaves that side unfiltered."""
         page = clean_optional_identifier(confluence_page_id, "confluence_page_id")
@@ -110,6 +186,33 @@ class ConflictQuerySet(models.QuerySet["Conflict"]):
         if team is not None:
             qs = qs.filter(linear_team_id=team)
         return qs
+
+    def for_organization(self, organization_id: str) -> ConflictQuerySet:
+        """Conflicts of one organization (by its Linear organization id); rows without one excluded."""
+        return self.filter(organization__linear_id=clean_identifier(organization_id, "organization_id"))
+
+    def fill_organizations(self) -> int:
+        """Give these conflicts without an organization the one their (page, team) sync state knows.
+
+        One ``UPDATE`` with a correlated subquery (the legacy import calls it: old conflicts had no
+        organization). ``updated_at`` is left alone. Returns the number of conflicts that got one.
+        """
+        organization = (
+            SyncState.objects.filter(
+                confluence_page_id=models.OuterRef("confluence_page_id"),
+                linear_team_id=models.OuterRef("linear_team_id"),
+                organization__isnull=False,
+            )
+            .order_by()
+            .values("organization_id")[:1]
+        )
+        return self.filter(models.Exists(organization), organization__isnull=True).update(
+            organization=models.Subquery(organization)
+        )
+
+    async def afill_organizations(self) -> int:
+        """Async twin of :meth:`fill_organizations`."""
+        return await sync_to_async(self.fill_organizations)()
 
     def unresolved(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> ConflictQuerySet:
         """Unresolved conflicts, newest (``created_at``) first, as the old getUnresolvedConflicts."""
@@ -130,19 +233,9 @@ class ConflictQuerySet(models.QuerySet["Conflict"]):
     def owned_by(self, organization_ids: Iterable[int]) -> ConflictQuerySet:
         """Conflicts of these organizations (primary keys): see :mod:`accounts.tenancy`.
 
-        A conflict belongs to the organization of its (page, team) pair's sync state; one with an
-        ``organization`` column of its own (when the model has one) belongs to that organization.
-        Conflicts of no known pair (imported from the old system) belong to no organization.
+        Conflicts imported from the old system without an organization belong to none.
         """
-        ids = sorted(set(organization_ids))
-        if any(field.name == "organization" for field in self.model._meta.concrete_fields):
-            return self.filter(organization__in=ids)
-        pair_states = SyncState.objects.filter(
-            confluence_page_id=models.OuterRef("confluence_page_id"),
-            linear_team_id=models.OuterRef("linear_team_id"),
-            organization__in=ids,
-        )
-        return self.filter(models.Exists(pair_states))
+        return self.filter(organization__in=sorted(set(organization_ids)))
 
     def visible_to(self, user: Any) -> ConflictQuerySet:
         """The conflicts ``user`` may see (:func:`accounts.tenancy.visible_to`)."""
@@ -158,6 +251,9 @@ class ConflictManager(models.Manager["Conflict"]):
         confluence_change: Any,
         confluence_page_id: Any = None,
         linear_team_id: Any = None,
+        organization_id: str | None = None,
+        base_change: dict[str, Any] | None = None,
+        conflicting_fields: Sequence[str] | None = None,
     ) -> Conflict:
         """Insert or update the conflict with this id (the old storeConflict); race-safe.
 
@@ -166,6 +262,13 @@ class ConflictManager(models.Manager["Conflict"]):
         ``None`` for page or team keeps what the row has; a value sets it. The pair's SyncState row is
         created when absent (both page and team given) so its ``conflict_count`` is right from the
         first conflict on.
+
+        Three-way sync (``sync.services.reconcile``) also passes ``organization_id`` (the Linear
+        organization id; a conflict of another organization with this id is refused),
+        ``base_change`` (the last-synced snapshot as a change, or ``None``) and
+        ``conflicting_fields`` (the paths a person must decide; ``differing_field_count`` is then
+        their number). The content is both changes, the base and the conflicting fields: when a store
+        changes it, ``version`` goes up by one.
         """
         conflict_id = clean_identifier(conflict_id, "conflict_id")
         linear_change = clean_change(linear_change, "linear_change")
@@ -178,10 +281,20 @@ class ConflictManager(models.Manager["Conflict"]):
             )
         page = clean_optional_identifier(confluence_page_id, "confluence_page_id")
         team = clean_optional_identifier(linear_team_id, "linear_team_id")
+        organization_linear_id = clean_optional_identifier(organization_id, "organization_id")
+        if base_change is not None:
+            base_change = clean_change(base_change, "base_change")
+        fields = clean_conflicting_fields(conflicting_fields)
         item_type = linear_change.get("itemType") or confluence_change.get("itemType") or ""
-        count = differing_field_count(linear_change["itemData"], confluence_change["itemData"])
+        if conflicting_fields is None:
+            count = differing_field_count(linear_change["itemData"], confluence_change["itemData"])
+        else:
+            count = len(fields)
 
         with transaction.atomic():
+            organization = (
+                Organization.objects.ensure(organization_linear_id) if organization_linear_id else None
+            )
             conflict = self.select_for_update().filter(pk=conflict_id).first()
             # A concurrent store may insert the row after the read above (the insert then fails), and
             # a concurrent clear may delete that row again before it is read back: insert once more,
@@ -203,6 +316,9 @@ class ConflictManager(models.Manager["Conflict"]):
                             item_type=item_type,
                             item_id=linear_change["itemId"],
                             differing_field_count=count,
+                            organization=organization,
+                            base_change=base_change,
+                            conflicting_fields=fields,
                             created_at=now,
                             updated_at=now,
                         )
@@ -226,7 +342,34 @@ class ConflictManager(models.Manager["Conflict"]):
                 team=team,
                 item_type=item_type,
                 differing=count,
+                organization=organization,
+                base_change=base_change,
+                conflicting_fields=fields,
             )
+
+    async def astore(
+        self,
+        conflict_id: Any,
+        *,
+        linear_change: Any,
+        confluence_change: Any,
+        confluence_page_id: Any = None,
+        linear_team_id: Any = None,
+        organization_id: str | None = None,
+        base_change: dict[str, Any] | None = None,
+        conflicting_fields: Sequence[str] | None = None,
+    ) -> Conflict:
+        """Async twin of :meth:`store`."""
+        return await sync_to_async(self.store)(
+            conflict_id,
+            linear_change=linear_change,
+            confluence_change=confluence_change,
+            confluence_page_id=confluence_page_id,
+            linear_team_id=linear_team_id,
+            organization_id=organization_id,
+            base_change=base_change,
+            conflicting_fields=conflicting_fields,
+        )
 
     def discard(self, conflict_id: Any) -> bool:
         """Delete one conflict (the old deleteConflict); whether a row went. Its log entries stay."""
@@ -244,6 +387,10 @@ class ConflictManager(models.Manager["Conflict"]):
             self.filter(pk=conflict_id).delete()
             SyncState.objects.refresh_conflict_counts([pair])
         return True
+
+    async def adiscard(self, conflict_id: Any) -> bool:
+        """Async twin of :meth:`discard`."""
+        return await sync_to_async(self.discard)(conflict_id)
 
     def clear(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> int:
         """Delete the conflicts of a page and/or team, or all of them (the old clearConflicts); count."""
@@ -267,6 +414,10 @@ class ConflictManager(models.Manager["Conflict"]):
             )
         return deleted
 
+    async def aclear(self, confluence_page_id: Any = None, linear_team_id: Any = None) -> int:
+        """Async twin of :meth:`clear`."""
+        return await sync_to_async(self.clear)(confluence_page_id, linear_team_id)
+
 
 class Conflict(FastLoadMixin, models.Model):
     """A disagreement between Linear and Confluence about one item (old ``conflicts``)."""
@@ -280,7 +431,30 @@ class Conflict(FastLoadMixin, models.Model):
     item_type = models.CharField(max_length=ITEM_TYPE_MAX_LENGTH, blank=True, default="")
     item_id = models.CharField(max_length=255, blank=True, default="")
     differing_field_count = models.PositiveIntegerField(
-        default=0, help_text="Top-level itemData keys that differ between the two sides."
+        default=0,
+        help_text="Conflicting field paths (three-way), or top-level itemData keys that differ (no base).",
+    )
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="conflicts",
+        help_text="Empty only for rows imported from the old system, which had no organization.",
+    )
+    # db_default too: rows written outside the ORM (the legacy import's COPY, the benchmarks' seeds)
+    # get the same values without naming the new columns.
+    version = models.PositiveIntegerField(
+        default=1, db_default=1, help_text="+1 whenever a store changes the content; resolutions check it."
+    )
+    base_change = models.JSONField(
+        null=True, blank=True, help_text="What both sides last agreed on (the snapshot), when known."
+    )
+    conflicting_fields = models.JSONField(
+        default=list,
+        db_default=models.Value([], output_field=models.JSONField()),
+        blank=True,
+        help_text="Field paths both sides changed differently (three-way).",
     )
     is_resolved = models.BooleanField(default=False)
     resolution_strategy = models.CharField(
@@ -320,6 +494,7 @@ class Conflict(FastLoadMixin, models.Model):
                 condition=Q(differing_field_count__gte=0),
                 name="sync_conflict_differing_field_count_non_negative",
             ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="sync_conflict_version_positive"),
         ]
         indexes = [
             # unresolved() newest first, and the console's default changelist.
@@ -349,6 +524,7 @@ class Conflict(FastLoadMixin, models.Model):
             models.Index(fields=["item_type"], name="sync_conflict_item_type_idx"),
             models.Index(fields=["item_id"], name="sync_conflict_item_id_idx"),
             models.Index(fields=["created_at"], name="sync_conflict_created_at_idx"),
+            models.Index(fields=["organization", "item_id"], name="sync_conflict_org_item_idx"),
         ]
 
     def __str__(self) -> str:
@@ -368,22 +544,136 @@ class Conflict(FastLoadMixin, models.Model):
 
     # Writes -------------------------------------------------------------------------------------
 
-    def resolve(self, strategy: Any, resolved_change: Any = None, *, by: Any = None) -> Conflict:
-        """Resolve with ``linear``, ``confluence`` or ``manual`` (which needs ``resolved_change``).
+    def merge(self) -> Merge:
+        """The three-way merge of this conflict's sides against its base, with the owner rules now in force.
 
-        The row is locked and re-read, so a caller holding a stale copy of a conflict that someone
-        else resolved meanwhile gets :class:`ConflictAlreadyResolved` and nothing is written. Writes a
-        ``resolved`` ConflictResolution and updates the pair's ``conflict_count`` in the same
-        transaction. Returns ``self``, refreshed.
+        Conflicts stored without a base (old callers, imported rows) merge as if there were none: every
+        differing field is a conflict unless an owner rule decides it. One query for the owner rules
+        when the conflict has an organization, none otherwise.
         """
-        strategy, resolved_change = clean_resolution(strategy, resolved_change)
+        owners: dict[str, str] = {}
+        if self.organization_id is not None:
+            from sync.models.snapshots import FieldOwnership  # snapshots imports merge only
+
+            owners = FieldOwnership.objects.owners_for_pk(
+                self.organization_id,
+                item_type=self.item_type,
+                confluence_page_id=self.confluence_page_id,
+                linear_team_id=self.linear_team_id,
+            )
+        base = (self.base_change or {}).get("itemData") if self.base_change else None
+        linear = self.linear_change or {}
+        confluence = self.confluence_change or {}
+        linear_at, confluence_at = _change_time(linear), _change_time(confluence)
+        if linear_at is None or confluence_at is None:
+            # 'newest' rules cannot decide without both times: leave those paths to a person.
+            owners = {path: owner for path, owner in owners.items() if owner != "newest"}
+        return three_way(
+            base if isinstance(base, dict) else None,
+            linear.get("itemData") or {},
+            confluence.get("itemData") or {},
+            owners=owners,
+            linear_at=linear_at,
+            confluence_at=confluence_at,
+        )
+
+    async def amerge(self) -> Merge:
+        """Async twin of :meth:`merge`."""
+        return await sync_to_async(self.merge)()
+
+    def conflict_paths(self, merge: Merge | None = None) -> list[str]:
+        """The paths a person decides: ``conflicting_fields`` as stored, else those of the merge."""
+        if self.conflicting_fields:
+            return list(self.conflicting_fields)
+        return list((merge or self.merge()).conflicts)
+
+    async def aconflict_paths(self, merge: Merge | None = None) -> list[str]:
+        """Async twin of :meth:`conflict_paths`."""
+        return await sync_to_async(self.conflict_paths)(merge)
+
+    def resolve(
+        self,
+        strategy: Any,
+        resolved_change: Any = None,
+        *,
+        by: Any = None,
+        expected_version: int | None = None,
+        picks: dict[str, str] | None = None,
+    ) -> Conflict:
+        """Resolve with ``linear``, ``confluence``, ``manual`` (needs ``resolved_change``), ``fields``
+        (needs ``picks``: ``{path: "linear" | "confluence"}`` for every conflicting path; fields merged
+        automatically stay merged) or ``newest`` (every conflicting path from the side whose change has
+        the later ``timestamp``).
+
+        The row is locked and re-read: a caller holding a stale copy of a conflict that someone else
+        resolved meanwhile gets :class:`ConflictAlreadyResolved`; with ``expected_version`` (the version
+        the caller showed or read), a conflict whose content a store changed since gets
+        :class:`ConflictChanged`. Nothing is written then. Writes a ``resolved`` ConflictResolution and
+        updates the pair's ``conflict_count`` in the same transaction. Returns ``self``, refreshed.
+        """
+        strategy, resolved_change = clean_resolution(
+            strategy, resolved_change, picks=picks, expected_version=expected_version
+        )
         by = clean_acting_user(by)
         with transaction.atomic():
             locked = self._locked()
+            if expected_version is not None and locked.version != expected_version:
+                raise ConflictChanged(locked, expected_version)
+            if strategy in (ResolutionStrategy.FIELDS, ResolutionStrategy.NEWEST) and not locked.is_resolved:
+                resolved_change = locked._picked_change(strategy, picks)
             locked._apply_resolution(strategy, resolved_change, by=by, at=timezone.now())
             SyncState.objects.refresh_conflict_counts([locked.pair])
         self._copy_from(locked)
         return self
+
+    async def aresolve(
+        self,
+        strategy: Any,
+        resolved_change: Any = None,
+        *,
+        by: Any = None,
+        expected_version: int | None = None,
+        picks: dict[str, str] | None = None,
+    ) -> Conflict:
+        """Async twin of :meth:`resolve`."""
+        return await sync_to_async(self.resolve)(
+            strategy, resolved_change, by=by, expected_version=expected_version, picks=picks
+        )
+
+    def _picked_change(self, strategy: str, picks: dict[str, str] | None) -> dict[str, Any]:
+        """The resolved change of ``fields``/``newest``: the merge with each conflicting path picked."""
+        merge = self.merge()
+        paths = self.conflict_paths(merge)
+        if strategy == ResolutionStrategy.NEWEST:
+            linear_at = _change_time(self.linear_change or {})
+            confluence_at = _change_time(self.confluence_change or {})
+            if linear_at is None or confluence_at is None:
+                raise ValidationError(
+                    f"Conflict {self.pk!r}: the newest strategy needs a timestamp on both changes.",
+                    code="newest_needs_times",
+                )
+            if linear_at == confluence_at:
+                raise ValidationError(
+                    f"Conflict {self.pk!r}: both changes have the same timestamp; pick the fields instead.",
+                    code="newest_tie",
+                )
+            side = "linear" if linear_at > confluence_at else "confluence"
+            picks = dict.fromkeys(paths, side)
+        item_data = pick_sides(
+            replace(merge, conflicts=paths),
+            (self.linear_change or {}).get("itemData") or {},
+            (self.confluence_change or {}).get("itemData") or {},
+            picks or {},
+        )
+        return self._merged_change(item_data)
+
+    def _merged_change(self, item_data: dict[str, Any]) -> dict[str, Any]:
+        """A change carrying a merged ``itemData`` (source ``merged``), shaped as the sides are."""
+        template = self.linear_change or self.confluence_change or {}
+        return clean_change(
+            {**template, "id": f"resolved-{self.pk}", "source": "merged", "itemData": item_data},
+            "resolved_change",
+        )
 
     def reopen(self, *, by: Any = None) -> Conflict:
         """Mark a resolved conflict unresolved again, logged as ``reopened``; returns ``self``."""
@@ -397,6 +687,10 @@ class Conflict(FastLoadMixin, models.Model):
             SyncState.objects.refresh_conflict_counts([locked.pair])
         self._copy_from(locked)
         return self
+
+    async def areopen(self, *, by: Any = None) -> Conflict:
+        """Async twin of :meth:`reopen`."""
+        return await sync_to_async(self.reopen)(by=by)
 
     # Internals shared by resolve(), services.resolve_conflicts and Manager.store ---------------------
 
@@ -456,28 +750,47 @@ class Conflict(FastLoadMixin, models.Model):
         team: str | None,
         item_type: str,
         differing: int,
+        organization: Organization | None = None,
+        base_change: dict[str, Any] | None = None,
+        conflicting_fields: list[str] | None = None,
     ) -> Conflict:
         """The update half of ``store`` on this locked row."""
         old_pair = self.pair
         changed_fields: list[str] = []
+        if organization is not None and self.organization_id != organization.pk:
+            if self.organization_id is not None:
+                raise ValidationError(
+                    f"Conflict {self.pk!r} belongs to another organization; it cannot be stored for "
+                    f"{organization.linear_id!r}.",
+                    code="other_organization",
+                )
+            self.organization = organization
+            changed_fields.append("organization")
         if page is not None and page != self.confluence_page_id:
             self.confluence_page_id = page
             changed_fields.append("confluence_page_id")
         if team is not None and team != self.linear_team_id:
             self.linear_team_id = team
             changed_fields.append("linear_team_id")
-        same_changes = json_equal(self.linear_change, linear_change) and json_equal(
-            self.confluence_change, confluence_change
+        conflicting_fields = conflicting_fields or []
+        same_changes = (
+            json_equal(self.linear_change, linear_change)
+            and json_equal(self.confluence_change, confluence_change)
+            and json_equal(self.base_change, base_change)
+            and list(self.conflicting_fields or []) == conflicting_fields
         )
         now = timezone.now()
         if not same_changes:
             self.linear_change = linear_change
             self.confluence_change = confluence_change
+            self.base_change = base_change
+            self.conflicting_fields = conflicting_fields
             self.item_type = item_type
             self.item_id = linear_change["itemId"]
             self.differing_field_count = differing
+            self.version += 1
             changed_fields += ["linear_change", "confluence_change", "item_type", "item_id"]
-            changed_fields.append("differing_field_count")
+            changed_fields += ["differing_field_count", "base_change", "conflicting_fields", "version"]
             if self.is_resolved:
                 self._reopen(by=None, at=now)
                 changed_fields += _RESOLUTION_FIELDS
@@ -557,6 +870,10 @@ class ConflictResolutionQuerySet(models.QuerySet["ConflictResolution"]):
         name = str(organization)[:255]
         entries = self.owned_by([organization.pk]).filter(organization_name="")
         return models.QuerySet.update(entries, organization_name=name)
+
+    async def adetach_organization(self, organization: Any) -> int:
+        """Async twin of :meth:`detach_organization`."""
+        return await sync_to_async(self.detach_organization)(organization)
 
     def for_conflict(self, conflict_id: Any) -> ConflictResolutionQuerySet:
         """The entries of one conflict, oldest first (the conflict need not exist any more)."""

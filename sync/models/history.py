@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
 
+from asgiref.sync import sync_to_async
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -30,7 +31,7 @@ _HISTORY_COUNTERS = (
 
 
 class SyncHistoryQuerySet(models.QuerySet["SyncHistory"]):
-    def for_pair(self, confluence_page_id: Any, linear_team_id: Any) -> SyncHistoryQuerySet:
+    def for_pair(self, confluence_page_id: str, linear_team_id: str) -> SyncHistoryQuerySet:
         """The runs of one (page, team), newest first (the old getSyncHistory; the caller slices)."""
         page = clean_identifier(confluence_page_id, "confluence_page_id")
         team = clean_identifier(linear_team_id, "linear_team_id")
@@ -40,20 +41,20 @@ class SyncHistoryQuerySet(models.QuerySet["SyncHistory"]):
 class SyncHistoryManager(models.Manager["SyncHistory"]):
     def record(
         self,
-        confluence_page_id: Any,
-        linear_team_id: Any,
+        confluence_page_id: str,
+        linear_team_id: str,
         *,
-        success: Any,
-        error: Any = None,
-        created_issues: Any = 0,
-        updated_issues: Any = 0,
-        confluence_changes: Any = 0,
-        conflicts_detected: Any = 0,
-        conflicts_resolved: Any = 0,
-        synced_at: Any = None,
-        organization_id: Any = None,
-        direction: Any = "",
-        deleted_issues: Any = None,
+        success: bool,
+        error: str | None = None,
+        created_issues: int = 0,
+        updated_issues: int = 0,
+        confluence_changes: int = 0,
+        conflicts_detected: int = 0,
+        conflicts_resolved: int = 0,
+        synced_at: dt.datetime | None = None,
+        organization_id: str | None = None,
+        direction: str = "",
+        deleted_issues: int | None = None,
     ) -> SyncHistory:
         """Append one sync run (the old recordSyncHistory); ``synced_at`` defaults to now.
 
@@ -90,6 +91,40 @@ class SyncHistoryManager(models.Manager["SyncHistory"]):
             direction=direction,
             deleted_issues=deleted_issues,
             **counters,
+        )
+
+    async def arecord(
+        self,
+        confluence_page_id: str,
+        linear_team_id: str,
+        *,
+        success: bool,
+        error: str | None = None,
+        created_issues: int = 0,
+        updated_issues: int = 0,
+        confluence_changes: int = 0,
+        conflicts_detected: int = 0,
+        conflicts_resolved: int = 0,
+        synced_at: dt.datetime | None = None,
+        organization_id: str | None = None,
+        direction: str = "",
+        deleted_issues: int | None = None,
+    ) -> SyncHistory:
+        """Async twin of :meth:`record`."""
+        return await sync_to_async(self.record)(
+            confluence_page_id,
+            linear_team_id,
+            success=success,
+            error=error,
+            created_issues=created_issues,
+            updated_issues=updated_issues,
+            confluence_changes=confluence_changes,
+            conflicts_detected=conflicts_detected,
+            conflicts_resolved=conflicts_resolved,
+            synced_at=synced_at,
+            organization_id=organization_id,
+            direction=direction,
+            deleted_issues=deleted_issues,
         )
 
 

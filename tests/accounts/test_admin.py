@@ -288,3 +288,30 @@ def test_expiry_state_filter_selects_each_state_in_sql(admin_client: Client) -> 
     assert listed("?state=expiring") == {expiring.pk}
     assert listed("?state=valid") == {valid.pk}
     assert listed("") == {expired.pk, expiring.pk, valid.pk}
+
+
+# --- re-authorization ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url_name", "make"), [("lineartoken", make_linear_token), ("confluencetoken", make_confluence_token)]
+)
+def test_reauthorization_filter_and_column(admin_client: Client, url_name: str, make: Any) -> None:
+    from django.utils import timezone
+
+    at = timezone.now().replace(microsecond=0)
+    marked = make(reauthorization_required_at=at)
+    fine = make()
+    url = reverse(f"admin:accounts_{url_name}_changelist")
+
+    def listed(value: str | None) -> set[int]:
+        response = admin_client.get(url, {"reauthorization": value} if value else {})
+        return {row.pk for row in response.context["cl"].result_list}
+
+    assert listed("required") == {marked.pk}
+    assert listed("not_required") == {fine.pk}
+    assert listed(None) == {marked.pk, fine.pk}
+    page = admin_client.get(url).content.decode()
+    assert f"required since {at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" in page
+    change = admin_client.get(reverse(f"admin:accounts_{url_name}_change", args=[marked.pk])).content.decode()
+    assert "required since" in change

@@ -35,6 +35,7 @@ EXPECTED_DELETED = {
     "sync.Conflict": 2,
     "sync.SyncHistory": 1,
     "sync.LinearIssueCache": 1,
+    "sync.FieldOwnership": 1,
 }
 
 
@@ -54,7 +55,7 @@ def test_offboarding_deletes_every_row_of_the_organization_and_nothing_else(tena
     result = offboard_organization("org-alpha")
     assert result.deleted == EXPECTED_DELETED
     assert result.kept == {"sync.ConflictResolution": 1}
-    assert result.total_deleted == 14
+    assert result.total_deleted == 15
     assert not Organization.objects.filter(pk=alpha.pk).exists()
     assert all(rows == [] for label, rows in fingerprint(alpha).items() if label != "sync.ConflictResolution")
     assert fingerprint(bravo) == bravo_before
@@ -105,7 +106,7 @@ def test_command_prints_per_model_counts(tenants: dict[str, Any]) -> None:
     call_command("offboard_organization", "org-alpha", stdout=out)
     text = out.getvalue()
     assert "  Deleted 1 planning.Story" in text
-    assert "Offboarded Alpha Corp (org-alpha): 14 rows deleted in one transaction." in text
+    assert "Offboarded Alpha Corp (org-alpha): 15 rows deleted in one transaction." in text
     assert not Organization.objects.filter(linear_id="org-alpha").exists()
 
 

@@ -14,29 +14,39 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from sync.models import Conflict, ConflictResolution
+from sync.models import Conflict, ConflictResolution, FieldOwnership, ItemSnapshot
+from sync.services import reconcile
 from tests.factories import make_change, make_conflict
 
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "conflict-console.png"
 PASSWORD = "correct-horse-battery-staple"
 
-LINEAR_ITEM = {
-    "title": "Checkout: support saved payment methods",
+#: What both sides last agreed on (the ItemSnapshot): the review page's "Last synced" column.
+BASE_ITEM = {
+    "title": "Checkout: saved payment methods",
     "description": "As a returning customer I can pay with a saved card.\n\nAcceptance: a card list.",
-    "state": {"name": "In Progress", "type": "started"},
+    "state": {"name": "Planned", "type": "unstarted"},
     "estimate": 5,
     "priority": 2,
-    "labels": ["payments", "checkout"],
+    "labels": ["payments"],
     "assignee": {"id": "usr_7f3a", "name": "Dana Reyes"},
-    "dueDate": "2026-03-13",
+    "dueDate": "2026-03-06",
     "url": "https://linear.app/acme/issue/PAY-412",
 }
+LINEAR_ITEM = {
+    **BASE_ITEM,
+    "title": "Checkout: support saved payment methods",
+    "state": {"name": "In Progress", "type": "started"},
+    "labels": ["payments", "checkout"],
+    "dueDate": "2026-03-13",
+}
 CONFLUENCE_ITEM = {
-    **LINEAR_ITEM,
+    **BASE_ITEM,
     "title": "Checkout: saved payment methods (cards and SEPA)",
     "estimate": 8,
-    "labels": ["payments", "checkout", "sepa"],
-    "state": {"name": "Planned", "type": "unstarted"},
+    "labels": ["payments", "sepa"],
+    "state": {"name": "Ready", "type": "unstarted"},
+    "dueDate": "2026-03-20",
 }
 CONFLUENCE_ITEM.pop("url")
 
@@ -77,18 +87,17 @@ def test_review_keep_linear_and_find_it_resolved(browser, live_server, tmp_path:
     user = get_user_model().objects.create_superuser(
         username="dana", email="dana@example.com", password=PASSWORD
     )
-    conflict = make_conflict(
-        id="conflict-PAY-412",
-        item_id="PAY-412",
-        confluence_page_id="page-checkout-q1",
-        linear_team_id="team-payments",
-        linear_change=make_change(
-            "linear", itemId="PAY-412", itemData=LINEAR_ITEM, timestamp=1_767_258_000_000
-        ),
-        confluence_change=make_change(
-            "confluence", itemId="PAY-412", itemData=CONFLUENCE_ITEM, timestamp=1_767_261_600_000
-        ),
+    pair = {"confluence_page_id": "page-checkout-q1", "linear_team_id": "team-payments"}
+    ItemSnapshot.objects.record_synced(
+        "org-acme", [{"itemId": "PAY-412", "itemType": "story", "itemData": BASE_ITEM}], **pair
     )
+    FieldOwnership.objects.set_owner("org-acme", "state", "linear")
+    conflict = reconcile(
+        "org-acme",
+        make_change("linear", itemId="PAY-412", itemData=LINEAR_ITEM, timestamp=1_767_258_000_000),
+        make_change("confluence", itemId="PAY-412", itemData=CONFLUENCE_ITEM, timestamp=1_767_261_600_000),
+        **pair,
+    ).conflict
     for number in range(420, 424):
         make_conflict(
             id=f"conflict-PAY-{number}",
@@ -115,8 +124,22 @@ def test_review_keep_linear_and_find_it_resolved(browser, live_server, tmp_path:
     assert "cc-row--same" in priority_row.get_attribute("class")
     assert priority_row.find_element("css selector", ".cc-mark").text == "="
     differing = [row.get_attribute("data-field") for row in _all_css(browser, 'tr[data-differs="true"]')]
-    assert differing == ["estimate", "labels", "state", "title", "url"]
+    assert differing == ["dueDate", "title"]
+    merged = [row.get_attribute("data-field") for row in _all_css(browser, "tr.cc-row--merged")]
+    assert merged == ["estimate", "labels", "state.name", "state.type", "url"]
     assert "absent" in _by_css(browser, 'tr[data-field="url"]').text
+    # Three columns: last synced, Linear, Confluence.
+    headers = [element.text for element in _all_css(browser, "#conflict-diff thead .cc-side-name")]
+    assert headers == ["Last synced", "Linear", "Confluence"]
+    assert "only Confluence changed it" in _by_css(browser, "#merged-fields").text
+    assert "state.name decided by the rule on state (owner:linear)" in _by_css(browser, "#owner-rules").text
+    # Keyboard: focus the title's Linear radio, press "c": Confluence is picked.
+    from selenium.webdriver.common.keys import Keys
+
+    title_radio = _by_css(browser, 'tr[data-field="title"] input[value="linear"]')
+    title_radio.send_keys(Keys.SPACE)
+    title_radio.send_keys("c")
+    assert _by_css(browser, 'tr[data-field="title"] input[value="confluence"]').is_selected()
     assert [element.text for element in _all_css(browser, ".cc-side-meta .cc-type")] == ["updated", "updated"]
     assert [element.text for element in _all_css(browser, ".cc-timestamp")] == [
         "2026-01-01 09:00:00 UTC",

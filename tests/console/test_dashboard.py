@@ -156,7 +156,9 @@ def test_token_panel_shows_expired_and_expiring_without_tokens(admin_client):
         ("/admin/accounts/confluencetoken/?state=expiring", "1", "Confluence token expiring within 24h"),
     ]
     assert re.findall(r'<td class="console-main"><a href="[^"]+">([^<]+)</a>', panel) == [
-        "Initech", "Globex", "Umbrella",
+        "Initech",
+        "Globex",
+        "Umbrella",
     ]
     assert "Fine" not in panel
     for token in (expired, soon):
@@ -185,15 +187,16 @@ def test_index_query_count_is_constant_as_data_grows(admin_client):
     _world(12)
     large = index_queries()
     assert large == small
-    # Session and user, the admin log of the sidebar, and the dashboard's eleven.
-    assert small == 14
+    # Session and user, the admin log of the sidebar, and the dashboard's thirteen.
+    assert small == 16
 
 
 @pytest.mark.django_db
-def test_dashboard_costs_eleven_queries(admin_user, django_assert_num_queries):
+def test_dashboard_costs_thirteen_queries(admin_user, django_assert_num_queries):
     _world(3)
     make_conflict()  # one without a pair: counted apart from the per-pair counters
-    with django_assert_num_queries(11):
+    # Eleven, and one per token model for the re-authorization panel.
+    with django_assert_num_queries(13):
         dashboard = build_dashboard(admin_user)
     assert dashboard.conflicts.total == 7
     assert [(g.status, g.count) for g in dashboard.sessions] == [("processing", 3), ("failed", 3)]
@@ -254,3 +257,39 @@ def test_site_header_and_title(admin_client):
 )
 def test_short_duration(delta, text):
     assert short_duration(delta) == text
+
+
+# --- tokens needing re-authorization ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_reauthorization_panel_lists_marked_tokens_newest_first(admin_client):
+    at = timezone.now()
+    older = make_linear_token(reauthorization_required_at=at - dt.timedelta(days=2))
+    newer = make_confluence_token(reauthorization_required_at=at - dt.timedelta(hours=1))
+    make_linear_token()  # fine: not listed
+    dashboard = build_dashboard(User.objects.get(username="admin"))
+    rows = dashboard.reauthorization.rows
+    assert [(row.kind, row.organization, row.since) for row in rows] == [
+        ("Confluence token", newer.organization.name, newer.reauthorization_required_at),
+        ("Linear token", older.organization.name, older.reauthorization_required_at),
+    ]
+    html = _panel(admin_client.get(INDEX).content.decode(), "console-reauthorization")
+    assert f"/admin/accounts/lineartoken/{older.pk}/change/" in html
+    assert "/admin/accounts/lineartoken/?reauthorization=required" in html
+    assert older.access_token not in html and newer.refresh_token not in html
+
+
+@pytest.mark.django_db
+def test_reauthorization_panel_says_none_when_no_token_is_marked(admin_client):
+    make_linear_token()
+    html = _panel(admin_client.get(INDEX).content.decode(), "console-reauthorization")
+    assert "None: every provider accepted its refresh token." in html
+
+
+@pytest.mark.django_db
+def test_reauthorization_panel_needs_the_token_view_permission(client):
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_conflict"))
+    make_linear_token(reauthorization_required_at=timezone.now())
+    assert build_dashboard(user).reauthorization is None

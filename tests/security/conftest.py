@@ -79,6 +79,10 @@ def world(db: Any, tokens: dict[str, Any], users: dict[str, Any]) -> dict[str, A
     resolved.resolve("linear", by=users["superuser"])
     make_sync_history()
     make_linear_issue_cache(organization=organization)
+    # Three-way sync (issue 16): an owner rule, editable in the admin.
+    from sync.models import FieldOwnership
+
+    FieldOwnership.objects.set_owner(organization.linear_id, "state.name", "linear")
     missing = [model._meta.label for model in admin.site._registry if not model._default_manager.exists()]
     assert not missing, f"add a row of each of {missing} to the security world fixture"
     return {"conflict": unresolved, "resolved_conflict": resolved, **tokens}

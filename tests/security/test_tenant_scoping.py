@@ -26,7 +26,7 @@ from accounts.admin_tenancy import TenantScopedAdminMixin
 from accounts.models import ConfluenceToken, LinearToken, Organization, OrganizationMembership
 from accounts.tenancy import organization_ids_for, owned_by, visible_to
 from planning.models import Enabler, Feature, PlanningSession, ProgramIncrement
-from sync.models import Conflict, ConflictResolution, LinearIssueCache, SyncHistory, SyncState
+from sync.models import Conflict, ConflictResolution, FieldOwnership, LinearIssueCache, SyncHistory, SyncState
 from tests.factories import (
     make_conflict,
     make_enabler,
@@ -82,11 +82,14 @@ def build_tenant(tag: str, resolver: Any) -> dict[type, Any]:
         organization=org, confluence_page_id=f"page-{tag}", linear_team_id=f"team-{tag}"
     )
     pair = {"confluence_page_id": f"page-{tag}", "linear_team_id": f"team-{tag}"}
-    rows[Conflict] = make_conflict(item_id=f"item-{tag}-open", **pair)
-    done = make_conflict(item_id=f"item-{tag}-done", **pair)
+    rows[Conflict] = make_conflict(item_id=f"item-{tag}-open", organization_id=org.linear_id, **pair)
+    done = make_conflict(item_id=f"item-{tag}-done", organization_id=org.linear_id, **pair)
     done.resolve("linear", by=resolver)
     rows[ConflictResolution] = ConflictResolution.objects.get(conflict_id=done.pk)
     rows[SyncHistory] = make_sync_history(organization=org, success=False, error=f"{tag} failed", **pair)
+    rows[FieldOwnership] = FieldOwnership.objects.create(
+        organization=org, field_path=f"title{tag}", owner="linear", linear_team_id=f"team-{tag}"
+    )
     rows[LinearIssueCache] = make_linear_issue_cache(
         organization=org, linear_issue_id=f"issue-{tag}", issue_data={"title": f"Issue {tag}"}
     )
@@ -159,7 +162,7 @@ def test_every_registered_model_is_covered() -> None:
     """Each registered model has a builder row here (or is declared not tenant-owned) and the mixin."""
     built = {
         ProgramIncrement, PlanningSession, Feature, Enabler, Organization, LinearToken, ConfluenceToken,
-        SyncState, Conflict, ConflictResolution, SyncHistory, LinearIssueCache,
+        SyncState, Conflict, ConflictResolution, SyncHistory, LinearIssueCache, FieldOwnership,
     }  # fmt: skip
     for model, model_admin in admin.site._registry.items():
         assert isinstance(model_admin, TenantScopedAdminMixin), (

@@ -160,3 +160,40 @@ def test_first_shape_fields_are_stored():
         "bidirectional",
         2,
     )
+
+
+# --- async twin -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_arecord_appends_a_run_like_record():
+    from asgiref.sync import async_to_sync
+
+    at = dt.datetime(2026, 5, 1, 8, 30, tzinfo=dt.UTC)
+    entry = async_to_sync(SyncHistory.objects.arecord)(
+        "page-a",
+        "team-a",
+        success=True,
+        created_issues=3,
+        conflicts_resolved=1,
+        synced_at=at,
+        organization_id="org-async",
+    )
+    row = SyncHistory.objects.get(pk=entry.pk)
+    assert (
+        row.confluence_page_id,
+        row.success,
+        row.created_issues,
+        row.conflicts_resolved,
+        row.synced_at,
+    ) == (
+        "page-a",
+        True,
+        3,
+        1,
+        at,
+    )
+    assert row.organization.linear_id == "org-async"
+    with pytest.raises(ValidationError, match="created_issues must not be negative"):
+        async_to_sync(SyncHistory.objects.arecord)("page-a", "team-a", success=True, created_issues=-1)
+    assert SyncHistory.objects.count() == 1

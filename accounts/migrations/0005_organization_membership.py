@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0003_created_at_returned_by_upserts"),
+        ("accounts", "0004_token_reauthorization_required_at"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sync', '0005_issue_cache_keyed_by_organization'),
+        ('sync', '0007_issue_cache_keyed_by_organization'),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("accounts", "0003_created_at_returned_by_upserts"),
-        ("sync", "0004_ids_not_empty"),
+        ("sync", "0006_conflict_db_defaults"),
     ]
 
     # Issue 18, item 13: keyed per organization, so one organization"s upsert never takes over another"s
