@@ -33,7 +33,12 @@ def test_limited_reviewer_sees_one_tenant_and_resolves_all_of_it_in_batches(
     alpha = build_tenant("alpha", root)
     bravo = build_tenant("bravo", root)
     for n in range(5):
-        make_conflict(item_id=f"item-alpha-{n}", confluence_page_id="page-alpha", linear_team_id="team-alpha")
+        make_conflict(
+            item_id=f"item-alpha-{n}",
+            confluence_page_id="page-alpha",
+            linear_team_id="team-alpha",
+            organization_id="org-alpha",
+        )
     reviewer = get_user_model().objects.create_user("rita", password=PASSWORD, is_staff=True)
     # get_or_create: transactional tests run after the rest of the suite, and by then the permission rows
     # of sync are not always there (the content type rows are recreated with new ids by some flushes).
