@@ -10,18 +10,21 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
+from accounts.admin_tenancy import TenantScopedAdminMixin
 from accounts.admin_widgets import SafeAutocompleteMixin, SafeManyToManyMixin
 from accounts.models import (
     ConfluenceToken,
@@ -29,24 +32,47 @@ from accounts.models import (
     OAuthToken,
     OAuthTokenQuerySet,
     Organization,
+    OrganizationMembership,
     TokenStatus,
     User,
     clean_token,
     status_for_expiry,
 )
+from accounts.services import offboard_organization
+from accounts.tenancy import is_limited
 from config.display import when
 
 
+class OrganizationMembershipInline(SafeAutocompleteMixin, admin.TabularInline):
+    """The organizations a staff user is limited to (none: every organization)."""
+
+    model = OrganizationMembership
+    fields = ["organization", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["organization"]
+    extra = 0
+    verbose_name = "organization access"
+    verbose_name_plural = (
+        "organization access (a staff user with none sees every organization; superusers always do)"
+    )
+
+
 @admin.register(User)
-class OperatorAdmin(SafeManyToManyMixin, UserAdmin):
-    """Django's user admin; a tampered group/permission id is a form error, not a 500."""
+class OperatorAdmin(TenantScopedAdminMixin, SafeManyToManyMixin, UserAdmin):
+    """Django's user admin; a tampered group/permission id is a form error, not a 500.
+
+    Users belong to no tenant: only unlimited staff and superusers reach this page (a limited user
+    could otherwise widen their own access).
+    """
+
+    inlines = [OrganizationMembershipInline]
 
 
 admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class OperatorGroupAdmin(SafeManyToManyMixin, GroupAdmin):
+class OperatorGroupAdmin(TenantScopedAdminMixin, SafeManyToManyMixin, GroupAdmin):
     """Django's group admin; a tampered permission id is a form error, not a 500."""
 
 
@@ -130,7 +156,7 @@ class TokenReplaceForm(forms.ModelForm):
         return value
 
 
-class OAuthTokenAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
+class OAuthTokenAdmin(TenantScopedAdminMixin, SafeAutocompleteMixin, admin.ModelAdmin):
     """What both token admins share: masked hints, expiry state, owner, write-only replacement."""
 
     form = TokenReplaceForm
@@ -282,7 +308,7 @@ class ConfluenceTokenAdmin(OAuthTokenAdmin):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = ["name_or_id", "linear_id", "linear_token_status", "confluence_token_status", "created"]
     search_fields = ["linear_id", "name"]
     readonly_fields = [
@@ -335,6 +361,56 @@ class OrganizationAdmin(admin.ModelAdmin):
             '<a href="{}?{}={}">{}</a>',
             ((reverse(name), parameter, obj.pk, label) for label, name, parameter in self.RELATED_LISTS),
         )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A user limited to organizations could not see the organization they add.
+        return not is_limited(request.user) and super().has_add_permission(request)
+
+    # Offboarding ---------------------------------------------------------------------------------
+
+    offboard_template = "admin/accounts/organization/offboard_confirmation.html"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Superusers only: deleting an organization offboards a customer (every row of theirs goes)."""
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """No bulk "delete selected": offboarding is one organization at a time, with its summary."""
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        """Offboard through ``accounts.services.offboard_organization``: GET shows what would go (a dry
+        run), POST deletes it and reports the same summary. Django's own delete page refused (the
+        planning and sync rows protect their organization)."""
+        organization = self.get_object(request, unquote(object_id))
+        if organization is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_delete_permission(request, organization):
+            raise PermissionDenied
+        if request.method == "POST":
+            name = str(organization)
+            self.log_deletions(request, Organization.objects.filter(pk=organization.pk))
+            result = offboard_organization(organization.linear_id)
+            self.message_user(
+                request,
+                f"Offboarded {name}: " + "; ".join(result.lines()) + ".",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:accounts_organization_changelist"))
+        preview = offboard_organization(organization.linear_id, dry_run=True)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Offboard {organization}?",
+            "subtitle": None,
+            "opts": self.opts,
+            "object": organization,
+            "summary": preview.lines(),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.offboard_template, context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         # Expiry dates come as subqueries: no token (ciphertext) is loaded to show a status.

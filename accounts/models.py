@@ -33,6 +33,7 @@ __all__ = [
     "ConfluenceToken",
     "LinearToken",
     "Organization",
+    "OrganizationMembership",
     "ReauthorizationRequired",
     "RefreshRejected",
     "Refresher",
@@ -115,6 +116,31 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.linear_id
+
+
+class OrganizationMembership(models.Model):
+    """Limits a staff user to an organization (see :mod:`accounts.tenancy`).
+
+    A staff user with no membership sees every organization (today's behaviour); one with memberships
+    sees only those organizations' rows in the admin and on the dashboard. Superusers are never limited.
+    """
+
+    user = models.ForeignKey(
+        "accounts.User", on_delete=models.CASCADE, related_name="organization_memberships"
+    )
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "organization"], name="accounts_membership_user_org_uniq"
+            ),
+        ]
+        indexes = [models.Index(fields=["organization"], name="accounts_membership_org_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization}"
 
 
 # --- OAuth tokens ------------------------------------------------------------------------------

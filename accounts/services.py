@@ -1,17 +1,20 @@
-"""Writes on accounts that span models or rows: re-encrypting every token with the current key."""
+"""Writes on accounts that span models or rows: re-encrypting every token with the current key, and
+offboarding an organization."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django.db import models, transaction
 
 from accounts.fields import EncryptedTokenField, EncryptedValue
 from accounts.models import ConfluenceToken, LinearToken, _in_own_thread
-from accounts.validation import MAX_NON_NEGATIVE_INT, clean_non_negative_int
+from accounts.validation import MAX_NON_NEGATIVE_INT, clean_identifier, clean_non_negative_int
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +176,127 @@ def _rotate_row(
         result.already_current += 1
 
 
+# --- offboarding -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OffboardingResult:
+    """What :func:`offboard_organization` removed (or, for a dry run, would remove), per model label."""
+
+    linear_id: str
+    name: str
+    #: Rows deleted per model label (``"planning.PlanningSession"``), including the organization itself.
+    deleted: dict[str, int]
+    #: Rows kept but detached from the organization per model label (the conflict resolution log).
+    kept: dict[str, int]
+    dry_run: bool
+
+    @property
+    def total_deleted(self) -> int:
+        """Rows deleted over every model."""
+        return sum(self.deleted.values())
+
+    def lines(self) -> list[str]:
+        """The summary as lines for a command's output or an admin message."""
+        verb = "Would delete" if self.dry_run else "Deleted"
+        result = [f"{verb} {count} {label}" for label, count in sorted(self.deleted.items())]
+        verb = "Would keep" if self.dry_run else "Kept"
+        result += [
+            f"{verb} {count} {label} (organization name recorded)"
+            for label, count in sorted(self.kept.items())
+        ]
+        return result
+
+
+def offboard_organization(linear_id: Any, *, dry_run: bool = False) -> OffboardingResult:
+    """Delete an organization and every row that belongs to it, in one transaction; report per model.
+
+    Which rows belong to it is :func:`accounts.tenancy.owned_by` over every installed model: a foreign
+    key path to the organization, or a QuerySet's own ``owned_by``; ``accounts`` never imports the apps
+    that hold them. Models whose QuerySet has
+    ``detach_organization(organization)`` keep their rows and record the organization's name instead
+    (the append-only conflict resolution log). Rows are deleted through Django's ``Collector``, so
+    cascades (stories under features) are counted too, deepest first so that no ``PROTECT`` foreign key
+    stands in the way. The organization's row is locked first: an agent write that names it waits.
+
+    ``dry_run``: everything is done and then rolled back, so the counts are exact. Raises
+    ``ValidationError`` for an unknown organization.
+    """
+    from django.apps import apps
+    from django.core.exceptions import ValidationError
+    from django.db import router
+    from django.db.models.deletion import Collector
+
+    from accounts.models import Organization
+    from accounts.tenancy import is_tenant_owned, organization_path, owned_by
+
+    linear_id = clean_identifier(linear_id, "linear_id")
+    if not isinstance(dry_run, bool):
+        raise ValueError(f"dry_run must be a bool, not {type(dry_run).__name__}.")
+    using = router.db_for_write(Organization)
+    deleted: collections.Counter[str] = collections.Counter()
+    kept: dict[str, int] = {}
+    with transaction.atomic(using=using):
+        organization = (
+            Organization.objects.using(using).select_for_update().filter(linear_id=linear_id).first()
+        )
+        if organization is None:
+            raise ValidationError(f"No organization with linear_id {linear_id!r}.", code="not_found")
+        owned = [model for model in apps.get_models() if model is not Organization and is_tenant_owned(model)]
+        # Detach first: the log finds its entries through the conflicts, which are deleted below.
+        for model in owned:
+            queryset = model._default_manager.using(using).all()
+            if callable(getattr(queryset, "detach_organization", None)):
+                count = queryset.detach_organization(organization)
+                if count:
+                    kept[model._meta.label] = count
+        # Rows tied to the organization without a foreign key first (found through rows deleted later),
+        # then by foreign-key depth, deepest first.
+        to_delete = [model for model in owned if not _detaches(model)]
+        to_delete.sort(key=lambda model: (-_depth(organization_path(model)), model._meta.label))
+        for model in to_delete:
+            collector = Collector(using=using)
+            collector.collect(owned_by(model._default_manager.using(using).all(), [organization.pk]))
+            deleted.update(collector.delete()[1])
+        collector = Collector(using=using)
+        collector.collect([organization])
+        deleted.update(collector.delete()[1])
+        if dry_run:
+            transaction.set_rollback(True, using=using)
+    result = OffboardingResult(
+        linear_id=linear_id,
+        name=organization.name,
+        deleted={label: count for label, count in deleted.items() if count},
+        kept=kept,
+        dry_run=dry_run,
+    )
+    logger.info(
+        "Offboarding of organization %s%s: %d rows deleted (%s), %s kept",
+        linear_id,
+        " (dry run)" if dry_run else "",
+        result.total_deleted,
+        ", ".join(f"{count} {label}" for label, count in sorted(result.deleted.items())),
+        ", ".join(f"{count} {label}" for label, count in sorted(kept.items())) or "nothing",
+    )
+    return result
+
+
+def _detaches(model: type[models.Model]) -> bool:
+    return callable(getattr(model._default_manager.all(), "detach_organization", None))
+
+
+def _depth(path: str | None) -> int:
+    """Foreign keys between a model and its organization; models without a path go first (deepest)."""
+    if path is None:
+        return 1_000
+    return path.count("__") + 1
+
+
+async def aoffboard_organization(linear_id: Any, *, dry_run: bool = False) -> OffboardingResult:
+    """Async twin of :func:`offboard_organization`."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(offboard_organization)(linear_id, dry_run=dry_run)
 # --- async twin ------------------------------------------------------------------------------------
 
 

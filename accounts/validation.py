@@ -22,8 +22,13 @@ from django.utils import timezone
 MAX_IDENTIFIER_LENGTH = 255
 #: Largest integer :func:`clean_non_negative_int` accepts: the top of a PostgreSQL ``integer`` column.
 MAX_NON_NEGATIVE_INT = 2_147_483_647
-#: Longest error or warning text stored (a stack trace fits; a pasted page does not).
-MAX_ERROR_LENGTH = 65_536
+#: Longest error message stored (``SyncHistory.error``, a planning session's error), in characters.
+#: A provider's answer or a traceback fits many times over; a 10 MB body pasted into an error made
+#: every list and the dashboard render megabytes. Longer errors are refused by :func:`clean_error`:
+#: the caller keeps the head (``message[:MAX_ERROR_LENGTH]``) if that is what it wants.
+MAX_ERROR_LENGTH = 20_000
+#: Characters of an error shown on lists and the dashboard (the detail page shows all of it).
+ERROR_EXCERPT_LENGTH = 200
 
 #: A UTF-16 surrogate code point (U+D800-U+DFFF). Python strings can hold one alone ("\udce9", e.g. from
 #: ``os.fsdecode`` or a JSON ``\ud83d`` escape without its pair), but it is no Unicode character: UTF-8
@@ -80,6 +85,16 @@ def clean_text(value: Any, name: str, *, required: bool = True, max_length: int 
             code="max_length",
         )
     return value
+
+
+def clean_error(value: Any, name: str = "error", *, required: bool = False) -> str:
+    """Return an error message fit to store (at most :data:`MAX_ERROR_LENGTH` characters) or raise."""
+    return clean_text(value, name, required=required, max_length=MAX_ERROR_LENGTH)
+
+
+def error_excerpt(value: str, length: int = ERROR_EXCERPT_LENGTH) -> str:
+    """The first ``length`` characters of an error, with an ellipsis when it was longer."""
+    return value if len(value) <= length else value[: length - 1] + "…"
 
 
 def clean_identifier(value: Any, name: str, *, required: bool = True) -> str:

@@ -26,6 +26,7 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.db.models import Count, Model, Q, QuerySet, Sum
+from django.db.models.functions import Substr
 from django.urls import reverse
 from django.utils import timezone
 
@@ -39,6 +40,8 @@ from accounts.models import (
     TokenStatus,
     expiry_condition,
 )
+from accounts.tenancy import visible_to
+from accounts.validation import ERROR_EXCERPT_LENGTH, error_excerpt
 from config.display import when
 from config.logging import redact
 from planning.models import PlanningSession
@@ -204,24 +207,25 @@ def build_dashboard(
     token_models: list[type[OAuthToken]] = [
         m for m in (LinearToken, ConfluenceToken) if user.has_perm(_view_perm(m))
     ]
-    conflicts = conflict_panel(organization=organization) if user.has_perm(_view_perm(Conflict)) else None
-    failures = failure_panel(organization=organization) if user.has_perm(_view_perm(SyncState)) else None
+    narrow = {"organization": organization, "user": user}
+    conflicts = conflict_panel(**narrow) if user.has_perm(_view_perm(Conflict)) else None
+    failures = failure_panel(**narrow) if user.has_perm(_view_perm(SyncState)) else None
     name_pairs([*(conflicts.pairs if conflicts else []), *(failures.rows if failures else [])])
     dashboard = Dashboard(
         conflicts=conflicts,
         failures=failures,
-        sessions=session_groups(organization=organization)
+        sessions=session_groups(**narrow)
         if user.has_perm(_view_perm(PlanningSession))
         else None,
-        tokens=token_panel(token_models, now=now, organization=organization) if token_models else None,
-        reauthorization=reauthorization_panel(token_models, organization=organization)
+        tokens=token_panel(token_models, now=now, **narrow) if token_models else None,
+        reauthorization=reauthorization_panel(token_models, **narrow)
         if token_models
         else None,
         workers=workers_panel(user, now=now, organization=organization),
     )
     if dashboard.empty:
         return dashboard
-    choices = organization_choices(organization)
+    choices = organization_choices(organization, user=user)
     current = next((choice.label for choice in choices if choice.selected and choice.linear_id), "")
     return Dashboard(
         conflicts=dashboard.conflicts,
@@ -235,10 +239,14 @@ def build_dashboard(
     )
 
 
-def organization_choices(selected: int | None, limit: int = ORGANIZATION_LIMIT) -> list[OrganizationChoice]:
-    """ "All organizations" and each organization by name, as links that narrow the dashboard."""
+def organization_choices(
+    selected: int | None, limit: int = ORGANIZATION_LIMIT, *, user: Any = None
+) -> list[OrganizationChoice]:
+    """ "All organizations" and each organization by name (those ``user`` may see), as links that
+    narrow the dashboard."""
     index = reverse("admin:index")
-    rows = Organization.objects.order_by("name", "linear_id").values_list("pk", "name", "linear_id")[:limit]
+    organizations = _scoped(Organization.objects.all(), user)
+    rows = organizations.order_by("name", "linear_id").values_list("pk", "name", "linear_id")[:limit]
     choices = [OrganizationChoice("All organizations", "", index, selected is None)]
     for pk, name, linear_id in rows:
         choices.append(
@@ -266,11 +274,11 @@ def name_pairs(rows: list[PairRow | FailureRow]) -> None:
             row.page_title, row.page_url = page.title, page.url
 
 
-def failure_panel(*, organization: int | None = None, limit: int = FAILURE_LIMIT) -> FailurePanel:
+def failure_panel(
+    *, organization: int | None = None, limit: int = FAILURE_LIMIT, user: Any = None
+) -> FailurePanel:
     """Pairs whose last sync failed (``SyncState.status``), most recently attempted first: one query."""
-    failed = SyncState.objects.filter(status=SyncStatus.FAILED)
-    if organization is not None:
-        failed = failed.filter(organization_id=organization)
+    failed = _narrowed(SyncState.objects.all(), user, organization).filter(status=SyncStatus.FAILED)
     rows = list(
         failed.order_by("-updated_at", "confluence_page_id", "linear_team_id").values_list(
             "confluence_page_id",
@@ -298,11 +306,24 @@ def failure_panel(*, organization: int | None = None, limit: int = FAILURE_LIMIT
     )
 
 
+def _scoped(queryset: Any, user: Any) -> Any:
+    """``queryset`` as ``user`` may see it (every row for ``None``): the dashboard's tenant scoping."""
+    return queryset if user is None else visible_to(queryset, user)
+
+
+def _narrowed(queryset: Any, user: Any, organization: int | None) -> Any:
+    """``queryset`` as ``user`` may see it, narrowed to one organization (a pk) when one is chosen."""
+    queryset = _scoped(queryset, user)
+    return queryset if organization is None else queryset.filter(organization_id=organization)
+
+
 def _view_perm(model: type[Model]) -> str:
     return f"{model._meta.app_label}.view_{model._meta.model_name}"
 
 
-def conflict_panel(limit: int = PAIR_LIMIT, *, organization: int | None = None) -> ConflictPanel:
+def conflict_panel(
+    limit: int = PAIR_LIMIT, *, organization: int | None = None, user: Any = None
+) -> ConflictPanel:
     """Unresolved conflicts per (page, team), most first, and their total: four small queries.
 
     Complete pairs come from ``SyncState.conflict_count``, which every conflict write (the model
@@ -311,9 +332,7 @@ def conflict_panel(limit: int = PAIR_LIMIT, *, organization: int | None = None) 
     200,000 on PostgreSQL). Conflicts without a page or a team have no state row; they are grouped
     directly — the page/team indexes find them, and they are the old system's few.
     """
-    states = SyncState.objects.all()
-    if organization is not None:
-        states = states.filter(organization_id=organization)
+    states = _narrowed(SyncState.objects.all(), user, organization)
     top_pairs = list(
         states.filter(conflict_count__gt=0)
         .order_by("-conflict_count", "confluence_page_id", "linear_team_id")
@@ -330,7 +349,7 @@ def conflict_panel(limit: int = PAIR_LIMIT, *, organization: int | None = None) 
     incomplete_total = 0
     if organization is None:
         # Conflicts without a page or team have no sync state, hence no organization: shown unfiltered only.
-        incomplete_qs = Conflict.objects.filter(is_resolved=False).filter(
+        incomplete_qs = _scoped(Conflict.objects.all(), user).filter(is_resolved=False).filter(
             Q(confluence_page_id="") | Q(linear_team_id="")
         )
         incomplete = [
@@ -364,15 +383,15 @@ def conflict_panel(limit: int = PAIR_LIMIT, *, organization: int | None = None) 
     )
 
 
-def session_groups(limit: int = SESSION_LIMIT, *, organization: int | None = None) -> list[SessionGroup]:
+def session_groups(
+    limit: int = SESSION_LIMIT, *, organization: int | None = None, user: Any = None
+) -> list[SessionGroup]:
     """Sessions processing and failed: their counts (one grouped query) and the latest of each."""
     statuses = [
         (PlanningSession.Status.PROCESSING, "In progress"),
         (PlanningSession.Status.FAILED, "Failed"),
     ]
-    sessions = PlanningSession.objects.all()
-    if organization is not None:
-        sessions = sessions.filter(organization_id=organization)
+    sessions = _narrowed(PlanningSession.objects.all(), user, organization)
     counts = dict(
         sessions.filter(status__in=[status for status, _ in statuses])
         .values_list("status")
@@ -392,7 +411,8 @@ def session_groups(limit: int = SESSION_LIMIT, *, organization: int | None = Non
                     "organization__name",
                     "organization__linear_id",
                     "progress",
-                    "error",
+                    # The head of the error only: one can be 20,000 characters, the panel shows 200.
+                    error_head=Substr("error", 1, 2 * ERROR_EXCERPT_LENGTH),
                 )[:limit]
             )
             rows = [
@@ -400,7 +420,7 @@ def session_groups(limit: int = SESSION_LIMIT, *, organization: int | None = Non
                     title=row["planning_title"],
                     organization=row["organization__name"] or row["organization__linear_id"],
                     progress=row["progress"],
-                    error=redact(row["error"]),
+                    error=error_excerpt(redact(row["error_head"])),
                     url=_change(PlanningSession, row["pk"]),
                 )
                 for row in latest
@@ -427,6 +447,7 @@ def token_panel(
     now: dt.datetime,
     limit: int = TOKEN_LIMIT,
     organization: int | None = None,
+    user: Any = None,
 ) -> TokenPanel:
     """Tokens expired or expiring within 24 hours: per model, one aggregate and one short list."""
     soon = now + EXPIRING_SOON_WINDOW
@@ -436,9 +457,8 @@ def token_panel(
         kind = str(model._meta.verbose_name)
         # The WHERE on expires_at uses its index; only tokens due within the day are counted.
         # QuerySet[Any]: the organization FK is declared by each concrete token model, not OAuthToken.
-        due: QuerySet[Any] = model._default_manager.filter(expires_at__lte=soon)
-        if organization is not None:
-            due = due.filter(organization_id=organization)
+        due: QuerySet[Any] = _narrowed(model._default_manager.all(), user, organization)
+        due = due.filter(expires_at__lte=soon)
         totals = due.aggregate(
             expired=Count("pk", filter=expiry_condition(TokenStatus.EXPIRED, at=now)),
             expiring=Count("pk", filter=expiry_condition(TokenStatus.EXPIRING, at=now)),
@@ -494,15 +514,19 @@ class ReauthorizationPanel:
 
 
 def reauthorization_panel(
-    models: list[type[OAuthToken]], *, limit: int = TOKEN_LIMIT, organization: int | None = None
+    models: list[type[OAuthToken]],
+    *,
+    limit: int = TOKEN_LIMIT,
+    organization: int | None = None,
+    user: Any = None,
 ) -> ReauthorizationPanel:
     """Marked tokens, most recently rejected first: one ``LIMIT``-ed query per model, no count."""
     rows: list[ReauthorizationRow] = []
     for model in models:
         kind = str(model._meta.verbose_name)
-        marked = cast(OAuthTokenQuerySet, model._default_manager.all()).needing_reauthorization()
-        if organization is not None:
-            marked = marked.filter(organization_id=organization)
+        marked = cast(
+            OAuthTokenQuerySet, _narrowed(model._default_manager.all(), user, organization)
+        ).needing_reauthorization()
         # values(): the token columns (ciphertext) are never read.
         for row in (
             marked
@@ -589,9 +613,7 @@ def workers_panel(
     pairs: list[FailingPairRow] = []
     pairs_total = None
     if see_pairs:
-        failing = SyncState.objects.failing()
-        if organization is not None:
-            failing = failing.filter(organization_id=organization)
+        failing = _narrowed(SyncState.objects.all(), user, organization).failing()
         pairs_total = failing.count()
         pairs = [
             FailingPairRow(
@@ -609,9 +631,7 @@ def workers_panel(
     resolutions: list[FailingResolutionRow] = []
     resolutions_total = None
     if see_resolutions:
-        failing_resolutions = Conflict.objects.failing_to_apply()
-        if organization is not None:
-            failing_resolutions = failing_resolutions.filter(organization_id=organization)
+        failing_resolutions = _narrowed(Conflict.objects.all(), user, organization).failing_to_apply()
         resolutions_total = failing_resolutions.count()
         resolutions = [
             FailingResolutionRow(

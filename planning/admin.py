@@ -13,17 +13,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.forms import BaseInlineFormSet, Textarea
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
+from accounts.admin_tenancy import TenantScopedAdminMixin, TenantScopedInlineMixin
 from accounts.admin_widgets import SafeAutocompleteMixin
 from config.display import when
 from config.logging import redact
@@ -123,14 +126,14 @@ class ExactIdSearchMixin:
 # --- program increments ------------------------------------------------------------------------------
 
 
-class PIFeatureInline(admin.TabularInline):
+class PIFeatureInline(TenantScopedInlineMixin, admin.TabularInline):
     model = PIFeature
     fields = ["feature_id", "team_id", "status", "confidence"]
     formset = linear_id_formset("feature_id")
     extra = 0
 
 
-class PIObjectiveInline(admin.TabularInline):
+class PIObjectiveInline(TenantScopedInlineMixin, admin.TabularInline):
     model = PIObjective
     fields = ["objective_id", "team_id", "description", "business_value", "status"]
     formfield_overrides = COMPACT_TEXT
@@ -138,7 +141,7 @@ class PIObjectiveInline(admin.TabularInline):
     extra = 0
 
 
-class PIRiskInline(admin.TabularInline):
+class PIRiskInline(TenantScopedInlineMixin, admin.TabularInline):
     model = PIRisk
     fields = ["risk_id", "description", "impact", "likelihood", "status", "mitigation_plan"]
     formfield_overrides = COMPACT_TEXT
@@ -147,7 +150,7 @@ class PIRiskInline(admin.TabularInline):
 
 
 @admin.register(ProgramIncrement)
-class ProgramIncrementAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
+class ProgramIncrementAdmin(TenantScopedAdminMixin, SafeAutocompleteMixin, admin.ModelAdmin):
     list_display = ["pi_id", "name", "organization", "start_date", "end_date", "status"]
     list_filter = ["status", "organization"]
     list_select_related = ["organization"]
@@ -161,7 +164,7 @@ class ProgramIncrementAdmin(SafeAutocompleteMixin, admin.ModelAdmin):
 # --- planning sessions -------------------------------------------------------------------------------
 
 
-class FeatureInline(admin.TabularInline):
+class FeatureInline(TenantScopedInlineMixin, admin.TabularInline):
     model = Feature
     fields = ["feature_id", "title", "description", "planning_id", "epic", "story_count"]
     # The parser's id and the epic come from save_planning_result; read-only here, so that the
@@ -180,7 +183,7 @@ class FeatureInline(admin.TabularInline):
         return getattr(feature, "num_stories", 0)
 
 
-class EnablerInline(admin.TabularInline):
+class EnablerInline(TenantScopedInlineMixin, admin.TabularInline):
     model = Enabler
     fields = ["enabler_id", "title", "enabler_type", "description", "planning_id", "planning_feature"]
     readonly_fields = ["planning_id", "planning_feature"]
@@ -197,7 +200,9 @@ MESSAGES_SHOWN = 100
 
 
 @admin.register(PlanningSession)
-class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.ModelAdmin):
+class PlanningSessionAdmin(
+    TenantScopedAdminMixin, SafeAutocompleteMixin, ExactIdSearchMixin, admin.ModelAdmin
+):
     list_display = [
         "planning_title",
         "organization",
@@ -434,23 +439,57 @@ class PlanningSessionAdmin(SafeAutocompleteMixin, ExactIdSearchMixin, admin.Mode
         )
         return matches | by_linear_id, may_have_duplicates
 
-    @admin.action(description="Mark selected sessions as failed")
-    def mark_failed(self, request: HttpRequest, queryset: QuerySet[PlanningSession]) -> None:
-        """Fail pending/processing sessions through the model transition; report the ones refused."""
-        failed, refused = 0, []
-        for session in queryset:
+    mark_failed_template = "admin/planning/planningsession/mark_failed_confirmation.html"
+
+    @admin.action(description="Mark selected sessions as failed", permissions=["change"])
+    def mark_failed(
+        self, request: HttpRequest, queryset: QuerySet[PlanningSession]
+    ) -> TemplateResponse | None:
+        """Confirm (which sessions fail, which are left alone and why), then fail them through the model
+        transition, reporting each outcome by title."""
+        sessions = list(queryset.select_related("organization").order_by("-created_at", "-id"))
+        open_statuses = (PlanningSession.Status.PENDING, PlanningSession.Status.PROCESSING)
+        will_fail = [session for session in sessions if session.status in open_statuses]
+        left_alone = [session for session in sessions if session.status not in open_statuses]
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Mark selected sessions as failed?",
+                "subtitle": None,
+                "opts": self.opts,
+                "queryset": sessions,
+                "will_fail": will_fail,
+                "left_alone": left_alone,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            request.current_app = self.admin_site.name
+            return TemplateResponse(request, self.mark_failed_template, context)
+        reason = " ".join(request.POST.get("reason", "").split())[:500]
+        error = f"Marked as failed in the admin by {request.user}" + (f": {reason}" if reason else ".")
+        failed, refused = [], []
+        for session in will_fail:
             try:
-                session.mark_failed(f"Marked as failed in the admin by {request.user}.")
-                failed += 1
-            except ValidationError as exc:
-                refused.append(exc.messages[0])
+                session.mark_failed(error)
+            except ValidationError as exc:  # moved on meanwhile (the agent finished it)
+                refused.append(f"“{session.planning_title}” ({exc.messages[0]})")
+            else:
+                failed.append(f"“{session.planning_title}”")
         if failed:
-            self.message_user(request, f"{failed} session(s) marked as failed.", messages.SUCCESS)
-        for message in refused:
-            self.message_user(request, message, messages.WARNING)
+            noun = "session" if len(failed) == 1 else "sessions"
+            self.message_user(
+                request, f"Marked {len(failed)} {noun} as failed: {', '.join(failed)}.", messages.SUCCESS
+            )
+        for session in left_alone:
+            refused.append(
+                f"“{session.planning_title}” (already {session.get_status_display().lower()}: "
+                "only pending or processing sessions can be marked as failed)"
+            )
+        if refused:
+            self.message_user(request, f"Left alone: {'; '.join(refused)}.", messages.WARNING)
+        return None
 
 
-class StoryInline(admin.TabularInline):
+class StoryInline(TenantScopedInlineMixin, admin.TabularInline):
     model = Story
     fields = ["story_id", "title", "description"]
     formfield_overrides = COMPACT_TEXT
@@ -472,7 +511,7 @@ class SessionOrganizationMixin:
 
 
 @admin.register(Feature)
-class FeatureAdmin(SessionOrganizationMixin, ExactIdSearchMixin, admin.ModelAdmin):
+class FeatureAdmin(TenantScopedAdminMixin, SessionOrganizationMixin, ExactIdSearchMixin, admin.ModelAdmin):
     list_display = ["feature_id", "title", "organization", "planning_session", "story_count", "created"]
     list_filter = ["planning_session__organization"]
     list_select_related = ["planning_session__organization"]
@@ -493,7 +532,7 @@ class FeatureAdmin(SessionOrganizationMixin, ExactIdSearchMixin, admin.ModelAdmi
 
 
 @admin.register(Enabler)
-class EnablerAdmin(SessionOrganizationMixin, ExactIdSearchMixin, admin.ModelAdmin):
+class EnablerAdmin(TenantScopedAdminMixin, SessionOrganizationMixin, ExactIdSearchMixin, admin.ModelAdmin):
     list_display = ["enabler_id", "title", "enabler_type", "organization", "planning_session", "created"]
     list_filter = ["enabler_type", "planning_session__organization"]
     list_select_related = ["planning_session__organization"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -23,13 +24,13 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import quote, unquote
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db.models.functions import Coalesce, Substr
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -39,7 +40,10 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from accounts.admin_tenancy import TenantScopedAdminMixin
 from accounts.models import Organization
+from accounts.tenancy import is_limited, visible_to
+from accounts.validation import ERROR_EXCERPT_LENGTH, error_excerpt
 from config.display import when
 from config.logging import redact
 from sync.diff import MISSING
@@ -61,6 +65,11 @@ from sync.models import (
 from sync.models.outbox import NOT_FOR_THE_OUTBOX
 from sync.paginator import EstimatedCountPaginator
 from sync.search import search_conflicts, search_history, search_issue_cache
+from sync.services import (
+    DEFAULT_BULK_BATCH_SIZE,
+    resolve_conflicts_in_batches,
+    resolve_next_batch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +81,10 @@ KNOWN_ITEM_TYPES = ("epic", "feature", "story", "enabler")
 
 #: At most this many pages/teams in a filter (read from SyncState, one row per pair).
 FILTER_CHOICES_LIMIT = 50
+
+#: Characters of an error read for a list's excerpt: more than shown, so that redaction sees a token
+#: that straddles the cut whole.
+ERROR_HEAD_LENGTH = 2 * ERROR_EXCERPT_LENGTH
 
 #: At most this many conflicts are listed in detail on the bulk confirmation page.
 CONFIRMATION_DETAIL_LIMIT = 100
@@ -455,15 +468,22 @@ class _PairFieldFilter(_ConstantChoicesFilter):
     """Page or team choices from SyncState (one row per pair), never a DISTINCT over conflicts."""
 
     def choice_values(self) -> list[str]:
-        """The distinct pages/teams known to SyncState, at most FILTER_CHOICES_LIMIT of them."""
+        """The distinct pages/teams known to SyncState, at most FILTER_CHOICES_LIMIT of them.
+
+        Only the pairs of the user's organizations (``accounts.tenancy``): another tenant's page and
+        team ids are not offered.
+        """
+        states = visible_to(SyncState.objects.all(), self.request.user)
         return list(
-            SyncState.objects.order_by(self.field_name)
+            states.order_by(self.field_name)
             .values_list(self.field_name, flat=True)
             .distinct()[:FILTER_CHOICES_LIMIT]
         )
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        """The ids, each labelled with its directory name where one is known (one more query)."""
+        """The user's pages/teams (see ``choice_values``), each labelled with its directory name where
+        one is known (one more query)."""
+        self.request = request
         choices = super().lookups(request, model_admin)
         labels = self.labels([value for value, _ in choices if value])
         return [(value, labels.get(value, label)) for value, label in choices]
@@ -472,7 +492,8 @@ class _PairFieldFilter(_ConstantChoicesFilter):
         """``id → name`` from the directory of the organizations that sync these ids."""
         if not values:
             return {}
-        directory = self.directory.objects.filter(**{f"{self.field_name}__in": values}).filter(
+        entries = visible_to(self.directory.objects.all(), self.request.user)
+        directory = entries.filter(**{f"{self.field_name}__in": values}).filter(
             Exists(
                 SyncState.objects.filter(
                     organization=OuterRef("organization"), **{self.field_name: OuterRef(self.field_name)}
@@ -678,7 +699,7 @@ class ConflictOutboxAdminMixin:
 
 
 @admin.register(Conflict)
-class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class ConflictAdmin(TenantScopedAdminMixin, ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     """Review conflicts: list unresolved ones, compare the sides, resolve, reopen, bulk resolve."""
 
     # Names, not ids (issue 19): the item's title links to the review page (its conflict id on hover),
@@ -726,8 +747,11 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
         return False
 
     def has_resolve_conflict_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Whether the user may resolve or reopen conflicts (``sync.resolve_conflict``)."""
-        return request.user.has_perm(f"{self.opts.app_label}.resolve_conflict")
+        """Whether the user may resolve or reopen conflicts: ``sync.resolve_conflict`` *and* the view
+        permission (resolving what one may not look at would be deciding blind, and would reveal ids)."""
+        return self.has_view_permission(request, obj) and request.user.has_perm(
+            f"{self.opts.app_label}.resolve_conflict"
+        )
 
     # Changelist ---------------------------------------------------------------------------------
 
@@ -866,12 +890,32 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
         extra_context = {"title": title, **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
+    # History page -----------------------------------------------------------------------------
+
+    object_history_template = "admin/sync/conflict/object_history.html"
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        """Django's History page, with the conflict's resolutions and reopenings from the log on top."""
+        resolutions = (
+            ConflictResolution.objects.filter(conflict_id=unquote(object_id))
+            .select_related("by")
+            .order_by("at", "id")
+        )
+        return super().history_view(request, object_id, {"resolutions": resolutions, **(extra_context or {})})
+
     # Review (change) page -----------------------------------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
         """The resolve and reopen POST endpoints, before the admin's own object URLs."""
         info = self.opts.app_label, self.opts.model_name
         return [
+            path(
+                "bulk-resolve/",
+                self.admin_site.admin_view(self.bulk_progress_view),
+                name="{}_{}_bulk_resolve".format(*info),
+            ),
             path(
                 "<path:object_id>/resolve/",
                 self.admin_site.admin_view(self.resolve_view),
@@ -893,6 +937,7 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         """The review page (GET); a POST here is refused — changes are resolutions, posted to resolve/."""
+        self._refuse_invisible(request, object_id)
         if request.method not in ("GET", "HEAD"):
             raise PermissionDenied
         conflict = self.get_object(request, unquote(object_id))
@@ -1172,18 +1217,42 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
         reported as resolved meanwhile rather than silently dropped.
         """
         if request.POST.get("select_across") == "1":
-            return list(queryset.order_by().values_list("pk", flat=True))
-        return list(dict.fromkeys(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+            # "Select all" may mean a million rows: the confirmation lists the first ones only, and
+            # the resolution itself runs in batches (bulk_progress_view).
+            return list(queryset.order_by("pk").values_list("pk", flat=True)[:CONFIRMATION_DETAIL_LIMIT])
+        posted = list(dict.fromkeys(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+        if not is_limited(request.user):
+            return posted
+        # A user limited to organizations acts only on their rows: ids of another tenant's conflicts
+        # (a tampered POST) are dropped here, before the service sees them.
+        visible = set(
+            self.get_queryset(request)
+            .filter(pk__in=[pk for pk in posted if "\x00" not in pk])
+            .values_list("pk", flat=True)
+        )
+        return [pk for pk in posted if pk in visible]
 
     def _bulk_resolve(self, request: HttpRequest, queryset: QuerySet, strategy: str) -> HttpResponse | None:
-        from sync.services import resolve_conflicts
-
         label = self._strategy_label(strategy)
-        ids = self._selected_ids(request, queryset)
+        select_across = request.POST.get("select_across") == "1"
+        if request.POST.get("post") == "yes" and select_across:
+            limit = self.bulk_inline_limit
+            ids = list(
+                queryset.filter(is_resolved=False).order_by("pk").values_list("pk", flat=True)[: limit + 1]
+            )
+            if len(ids) > limit:
+                return self._start_bulk_job(request, strategy)
+        else:
+            ids = self._selected_ids(request, queryset)
         if request.POST.get("post") == "yes":
             try:
-                result = resolve_conflicts(
-                    ids, strategy, by=request.user, expected_versions=_posted_versions(request)
+                # Ticked ids (at most DATA_UPLOAD_MAX_NUMBER_FIELDS): a few short transactions.
+                result = resolve_conflicts_in_batches(
+                    ids,
+                    strategy,
+                    by=request.user,
+                    expected_versions=_posted_versions(request),
+                    batch_size=self.bulk_batch_size,
                 )
             except ValidationError as exc:
                 self.message_user(request, " ".join(exc.messages) + " Nothing was changed.", messages.ERROR)
@@ -1234,9 +1303,16 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
                     }
                 )
             changes.append({"conflict": conflict, "fields": fields})
+        if select_across:
+            total = EstimatedCountPaginator(queryset.order_by("pk"), 1).count
+            title = f"Resolve all {total} selected conflict{'s' if total != 1 else ''} — {label}?"
+        else:
+            total = len(ids)
+            title = f"Resolve {total} selected conflict{'s' if total != 1 else ''} — {label}?"
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Resolve {len(ids)} selected conflict{'s' if len(ids) != 1 else ''} — {label}?",
+            "title": title,
+            "batch_size": self.bulk_batch_size,
             "subtitle": None,
             "opts": self.opts,
             "app_label": self.opts.app_label,
@@ -1249,7 +1325,7 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
             "select_across": request.POST.get("select_across") == "1",
             "changes": changes,
             "already_resolved": already,
-            "not_shown": max(0, len(ids) - len(shown)),
+            "not_shown": max(0, total - len(shown)),
             "found": len(shown),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "queryset": queryset,
@@ -1257,6 +1333,117 @@ class ConflictAdmin(ConflictOutboxAdminMixin, LargeTableAdminMixin, admin.ModelA
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.confirmation_template, context)
+
+    # Bulk resolution of "select all", in batches ----------------------------------------------
+
+    #: Conflicts per transaction (each batch locks at most this many rows, for a fraction of a second).
+    bulk_batch_size = DEFAULT_BULK_BATCH_SIZE
+    #: "Select all" over at most this many unresolved conflicts is resolved in the request (in batches);
+    #: more go through the progress page.
+    bulk_inline_limit = 1000
+    #: Seconds of batches per progress request: far below gunicorn's 30 s worker timeout.
+    bulk_step_seconds = 5.0
+    #: Batches per progress request at most (a bound that does not depend on the clock).
+    bulk_step_batches = 200
+    bulk_progress_template = "admin/sync/conflict/bulk_progress.html"
+    bulk_session_key = "sync.conflict.bulk_resolution"
+
+    def _start_bulk_job(self, request: HttpRequest, strategy: str) -> HttpResponse:
+        """Remember what "select all" chose (the changelist's filters) and go to the progress page."""
+        query = request.GET.copy()
+        query.pop(PAGE_VAR, None)
+        request.session[self.bulk_session_key] = {
+            "strategy": strategy,
+            "query": query.urlencode(),
+            "after": None,
+            "resolved": 0,
+            "skipped": [],
+            "missing": 0,
+            "batches": 0,
+            "estimate": EstimatedCountPaginator(self._bulk_queryset(request, query.urlencode()), 1).count,
+            "finished": False,
+        }
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:sync_conflict_bulk_resolve"))
+
+    def _bulk_queryset(self, request: HttpRequest, query: str) -> QuerySet:
+        """The changelist's queryset (tenant scope, filters, search) for the filters in ``query``."""
+        saved = request.GET
+        request.GET = QueryDict(query)
+        try:
+            return self.get_changelist_instance(request).queryset
+        finally:
+            request.GET = saved
+
+    def bulk_progress_view(self, request: HttpRequest) -> HttpResponse:
+        """Progress of a "select all" bulk resolution: GET shows it, POST runs the next batches.
+
+        Each POST runs batches (each one short transaction) for at most ``bulk_step_seconds`` and
+        redirects back here; the page posts again by itself until every selected conflict is done, then
+        shows the final report. Closing the page pauses the work; opening it again resumes it.
+        """
+        if not self.has_resolve_conflict_permission(request):
+            raise PermissionDenied
+        job = request.session.get(self.bulk_session_key)
+        if job is None:
+            self.message_user(request, "No bulk resolution is in progress.", messages.INFO)
+            return HttpResponseRedirect(self._changelist_url(request))
+        if request.method == "POST":
+            if request.POST.get("cancel"):
+                job["finished"] = True
+                job["cancelled"] = True
+            else:
+                self._run_bulk_step(request, job)
+            request.session[self.bulk_session_key] = job
+            return HttpResponseRedirect(request.path)
+        if job["finished"]:
+            del request.session[self.bulk_session_key]
+        label = self._strategy_label(job["strategy"])
+        done = job["resolved"] + len(job["skipped"]) + job["missing"]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Resolving selected conflicts — {label}",
+            "subtitle": None,
+            "opts": self.opts,
+            "job": job,
+            "done": done,
+            "percent": 100 if job["finished"] else min(99, 100 * done // max(job["estimate"], 1)),
+            "strategy_label": label,
+            "changelist_url": reverse(f"{self.admin_site.name}:sync_conflict_changelist")
+            + "?"
+            + job["query"],
+            "batch_size": self.bulk_batch_size,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.bulk_progress_template, context)
+
+    def _run_bulk_step(self, request: HttpRequest, job: dict[str, Any]) -> None:
+        if job["finished"]:
+            return
+        queryset = self._bulk_queryset(request, job["query"])
+        deadline = time.monotonic() + self.bulk_step_seconds
+        for _ in range(self.bulk_step_batches):
+            try:
+                batch = resolve_next_batch(
+                    queryset,
+                    job["strategy"],
+                    by=request.user,
+                    after=job["after"],
+                    batch_size=self.bulk_batch_size,
+                )
+            except ValidationError as exc:
+                job["finished"] = True
+                job["error"] = " ".join(exc.messages)
+                return
+            job["after"] = batch.last_id
+            job["resolved"] += len(batch.resolved)
+            job["skipped"] = (job["skipped"] + batch.skipped)[:CONFIRMATION_DETAIL_LIMIT]
+            job["missing"] += len(batch.missing)
+            job["batches"] += 1
+            if batch.finished:
+                job["finished"] = True
+                return
+            if time.monotonic() >= deadline:
+                return
 
 
 def _posted_version(request: HttpRequest) -> int | None:
@@ -1282,7 +1469,7 @@ def _default_manual(conflict: Conflict) -> ManualResolutionForm:
 
 
 @admin.register(FieldOwnership)
-class FieldOwnershipAdmin(admin.ModelAdmin):
+class FieldOwnershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """Owner rules: which side decides a field path, per organization (optionally per type/page/team)."""
 
     form = FieldOwnershipForm
@@ -1306,7 +1493,9 @@ class FieldOwnershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConflictResolution)
-class ConflictResolutionAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class ConflictResolutionAdmin(
+    TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
+):
     """The append-only resolution log, read-only."""
 
     list_display = ["when", "conflict_link", "organization_name", "action", "strategy", "by"]
@@ -1399,7 +1588,7 @@ class SyncScheduleFilter(admin.SimpleListFilter):
 
 
 @admin.register(SyncState)
-class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class SyncStateAdmin(TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every (page, team) pair: last sync, schedule, the worker holding it, failures, conflicts.
 
     Only ``sync_interval`` can be edited (``sync.change_syncstate``); "Sync now" makes pairs due at once.
@@ -1569,7 +1758,9 @@ class SyncStateAdmin(ExactSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SyncHistory)
-class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class SyncHistoryAdmin(
+    TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
+):
     """Sync runs, read-only; failed runs one click away."""
 
     # A short timestamp and the five counters in one column: with them spread out, the error (what an
@@ -1700,15 +1891,22 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
             entry.conflicts_resolved,
         )
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        """On the list, only the head of each error is read (an error can be 20,000 characters)."""
+        queryset = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name.endswith("_changelist"):
+            queryset = queryset.defer("error").annotate(error_head=Substr("error", 1, ERROR_HEAD_LENGTH))
+        return queryset
+
     @admin.display(description="error")
     def short_error(self, entry: SyncHistory) -> str:
         """An excerpt of the error (first 120 characters, wrapping), redacted as in :meth:`error_text`;
-        the whole error on hover."""
-        error = self.error_text(entry)
+        the longer head the list loaded (``error_head``, never the whole error) on hover."""
+        head = getattr(entry, "error_head", None)
+        error = redact(head) if head is not None else self.error_text(entry)
         if not error:
             return ""
-        excerpt = error if len(error) <= 120 else error[:119] + "…"
-        return format_html('<span class="excerpt" title="{}">{}</span>', error, excerpt)
+        return format_html('<span class="excerpt" title="{}">{}</span>', error, error_excerpt(error, 120))
 
     @admin.display(description="error")
     def error_text(self, entry: SyncHistory) -> str:
@@ -1724,7 +1922,9 @@ class SyncHistoryAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixi
 
 
 @admin.register(LinearIssueCache)
-class LinearIssueCacheAdmin(ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class LinearIssueCacheAdmin(
+    TenantScopedAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
+):
     """Cached Linear issues, read-only; the list reads only each issue's title out of the JSON."""
 
     list_display = ["issue", "team", "organization_name", "updated"]

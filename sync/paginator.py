@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import EmptyResultSet
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import DatabaseError, connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
@@ -138,3 +138,26 @@ class EstimatedCountPaginator(Paginator):
             return seen
         self.count_is_estimate = True
         return max(estimate, bound)
+
+    def validate_number(self, number: Any) -> int:
+        """Any page number from 1 when the count is an estimate (rows may lie past it); else Django's."""
+        self.count  # noqa: B018 - computing the count decides whether it is an estimate
+        if not self.count_is_estimate:
+            return super().validate_number(number)
+        try:
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError
+            number = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger(self.error_messages["invalid_page"]) from None
+        if number < 1:
+            raise EmptyPage(self.error_messages["min_page"])
+        return number
+
+    def page(self, number: Any) -> Page:
+        """The page; past an estimated count it is sliced from the queryset, not cut at the estimate."""
+        number = self.validate_number(number)
+        if not self.count_is_estimate:
+            return super().page(number)
+        bottom = (number - 1) * self.per_page
+        return self._get_page(self.object_list[bottom : bottom + self.per_page], number, self)

@@ -1,4 +1,5 @@
-"""Writes of the sync app that span many rows: bulk conflict resolution, three-way reconciliation."""
+"""Writes of the sync app that span many rows: bulk conflict resolution (at once or in batches), three-way
+reconciliation."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any, Literal, cast
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Organization
-from accounts.validation import clean_identifier
+from accounts.validation import clean_identifier, clean_non_negative_int
 from sync.diff import json_equal
 from sync.merge import Merge, three_way
 from sync.models import (
@@ -658,3 +660,125 @@ def _refresh_row(
             "version",
         }
     return changed
+
+
+#: Conflicts resolved per transaction by :func:`resolve_next_batch`: a batch holds its row locks for a
+#: fraction of a second (docs/benchmarks.md, "Bulk resolve in batches"), so an agent write to one of
+#: the rows never waits long.
+DEFAULT_BULK_BATCH_SIZE = 50
+
+
+@dataclass(frozen=True)
+class BatchResolution:
+    """One batch of :func:`resolve_next_batch`: what it did and where the next batch starts."""
+
+    resolved: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    #: The greatest id this batch looked at (pass it as ``after`` to the next call); None if none.
+    last_id: str | None = None
+    #: No unresolved conflict is left after ``last_id``.
+    finished: bool = False
+
+
+def resolve_next_batch(
+    conflicts: QuerySet[Conflict],
+    strategy: Any,
+    *,
+    by: Any,
+    after: str | None = None,
+    batch_size: int = DEFAULT_BULK_BATCH_SIZE,
+) -> BatchResolution:
+    """Resolve the next ``batch_size`` unresolved conflicts of ``conflicts`` whose id is after ``after``.
+
+    For bulk work on more rows than one request or one transaction should hold ("select all" over a
+    million conflicts): call it again with ``after=result.last_id`` until ``result.finished``. Each
+    call is one :func:`resolve_conflicts` transaction over at most ``batch_size`` rows (locked in id
+    order), so no row stays locked longer than one batch. The ids are picked without locks, by keyset
+    on the primary key (an index range scan, whatever the table's size); a conflict resolved by someone
+    else in between is skipped and reported, never overwritten.
+    """
+    batch_size = clean_non_negative_int(batch_size, "batch_size")
+    if batch_size == 0:
+        raise ValueError("batch_size must be at least 1.")
+    after = None if after is None else clean_identifier(after, "after")
+    pending = conflicts.filter(is_resolved=False)
+    if after is not None:
+        pending = pending.filter(pk__gt=after)
+    ids = list(pending.order_by("pk").values_list("pk", flat=True)[:batch_size])
+    if not ids:
+        return BatchResolution(last_id=after, finished=True)
+    result = resolve_conflicts(ids, strategy, by=by)
+    return BatchResolution(
+        resolved=list(result.resolved),
+        skipped=list(result.skipped),
+        missing=list(result.missing),
+        changed=list(result.changed),
+        last_id=ids[-1],
+        finished=len(ids) < batch_size,
+    )
+
+
+def resolve_conflicts_in_batches(
+    conflict_ids: Iterable[Any],
+    strategy: Any,
+    *,
+    by: Any,
+    expected_versions: Mapping[str, int] | None = None,
+    batch_size: int = DEFAULT_BULK_BATCH_SIZE,
+) -> BulkResolution:
+    """:func:`resolve_conflicts` over many ids, ``batch_size`` per transaction; one combined report.
+
+    ``expected_versions`` as for :func:`resolve_conflicts` (each batch gets the versions of its ids).
+    """
+    batch_size = clean_non_negative_int(batch_size, "batch_size")
+    if batch_size == 0:
+        raise ValueError("batch_size must be at least 1.")
+    if isinstance(conflict_ids, str | bytes):
+        raise ValueError("conflict_ids must be an iterable of ids, not a single string.")
+    # Every id is checked before the first batch commits: bad input writes nothing.
+    ids = [clean_identifier(conflict_id, f"conflict_ids[{n}]") for n, conflict_id in enumerate(conflict_ids)]
+    resolved: list[str] = []
+    skipped: list[str] = []
+    missing: list[str] = []
+    changed: list[str] = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        versions = None
+        if expected_versions is not None:
+            versions = {key: value for key, value in expected_versions.items() if key in set(chunk)}
+        result = resolve_conflicts(chunk, strategy, by=by, expected_versions=versions)
+        resolved += result.resolved
+        skipped += result.skipped
+        missing += result.missing
+        changed += result.changed
+    return BulkResolution(resolved=resolved, skipped=skipped, missing=missing, changed=changed)
+
+
+async def aresolve_next_batch(
+    conflicts: QuerySet[Conflict],
+    strategy: Any,
+    *,
+    by: Any,
+    after: str | None = None,
+    batch_size: int = DEFAULT_BULK_BATCH_SIZE,
+) -> BatchResolution:
+    """Async twin of :func:`resolve_next_batch`."""
+    return await sync_to_async(resolve_next_batch)(
+        conflicts, strategy, by=by, after=after, batch_size=batch_size
+    )
+
+
+async def aresolve_conflicts_in_batches(
+    conflict_ids: Iterable[Any],
+    strategy: Any,
+    *,
+    by: Any,
+    expected_versions: Mapping[str, int] | None = None,
+    batch_size: int = DEFAULT_BULK_BATCH_SIZE,
+) -> BulkResolution:
+    """Async twin of :func:`resolve_conflicts_in_batches`."""
+    return await sync_to_async(resolve_conflicts_in_batches)(
+        conflict_ids, strategy, by=by, expected_versions=expected_versions, batch_size=batch_size
+    )

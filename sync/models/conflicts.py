@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization
+from accounts.tenancy import visible_to
 from accounts.validation import (
     clean_identifier,
     clean_optional_identifier,
@@ -236,6 +237,17 @@ class ConflictQuerySet(ResolutionOutboxQuerySet):
             .filter(is_resolved=True)
             .order_by("-updated_at", "-id")
         )
+
+    def owned_by(self, organization_ids: Iterable[int]) -> ConflictQuerySet:
+        """Conflicts of these organizations (primary keys): see :mod:`accounts.tenancy`.
+
+        Conflicts imported from the old system without an organization belong to none.
+        """
+        return self.filter(organization__in=sorted(set(organization_ids)))
+
+    def visible_to(self, user: Any) -> ConflictQuerySet:
+        """The conflicts ``user`` may see (:func:`accounts.tenancy.visible_to`)."""
+        return visible_to(self, user)
 
 
 class ConflictManager(ResolutionOutboxManager):
@@ -881,6 +893,34 @@ class ConflictResolutionQuerySet(models.QuerySet["ConflictResolution"]):
 
     delete.queryset_only = True  # type: ignore[attr-defined]
 
+    def owned_by(self, organization_ids: Iterable[int]) -> ConflictResolutionQuerySet:
+        """Entries whose conflict belongs to these organizations (primary keys).
+
+        The entry keeps only the conflict's id: once the conflict is gone (deleted, or its organization
+        offboarded) the entry belongs to no organization, and only unlimited staff see it.
+        """
+        conflicts = Conflict.objects.owned_by(organization_ids).filter(pk=models.OuterRef("conflict_id"))
+        return self.filter(models.Exists(conflicts))
+
+    def visible_to(self, user: Any) -> ConflictResolutionQuerySet:
+        """The entries ``user`` may see (:func:`accounts.tenancy.visible_to`)."""
+        return visible_to(self, user)
+
+    def detach_organization(self, organization: Any) -> int:
+        """Record the organization's name on its entries before it is offboarded; the number of entries.
+
+        Called by ``accounts.services.offboard_organization`` (before the conflicts go): the entries
+        stay (append-only) and keep saying whose they were. The one write the log allows on existing
+        entries, and only into an empty ``organization_name``.
+        """
+        name = str(organization)[:255]
+        entries = self.owned_by([organization.pk]).filter(organization_name="")
+        return models.QuerySet.update(entries, organization_name=name)
+
+    async def adetach_organization(self, organization: Any) -> int:
+        """Async twin of :meth:`detach_organization`."""
+        return await sync_to_async(self.detach_organization)(organization)
+
     def for_conflict(self, conflict_id: Any) -> ConflictResolutionQuerySet:
         """The entries of one conflict, oldest first (the conflict need not exist any more)."""
         conflict_id = clean_identifier(conflict_id, "conflict_id")
@@ -908,6 +948,12 @@ class ConflictResolution(models.Model):
         help_text="The operator; empty for agent code.",
     )
     at = models.DateTimeField(default=timezone.now)
+    organization_name = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="Recorded when the conflict's organization is offboarded: the log outlives its tenant.",
+    )
 
     objects = ConflictResolutionQuerySet.as_manager()
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from accounts.validation import (
     clean_aware_datetime,
+    clean_error,
     clean_identifier,
     clean_non_negative_int,
     clean_text,
@@ -67,7 +68,7 @@ class SyncHistoryManager(models.Manager["SyncHistory"]):
             deleted_issues = clean_non_negative_int(deleted_issues, "deleted_issues")
         if not isinstance(success, bool):
             raise ValueError(f"success must be a bool, not {type(success).__name__}.")
-        error = clean_text(error, "error", required=False)
+        error = clean_error(error, "error")
         counters = {
             name: clean_non_negative_int(value, name)
             for name, value in zip(

@@ -36,9 +36,12 @@ def _sessions(n: int) -> list[PlanningSession]:
         # One PI per session, so that the PI changelist and the PI filter grow with n too.
         pi = make_program_increment(organization=organizations[i % 3])
         session = make_planning_session(
-            organization=organizations[i % 3], program_increment=pi,
-            planning_title=f"Planning {i}", created_at=now - dt.timedelta(minutes=i),
-            status="processing", progress=i % 101,
+            organization=organizations[i % 3],
+            program_increment=pi,
+            planning_title=f"Planning {i}",
+            created_at=now - dt.timedelta(minutes=i),
+            status="processing",
+            progress=i % 101,
         )
         feature = make_feature(planning_session=session, feature_id=f"F-{i}")
         make_story(planning_feature=feature, story_id=f"S-{i}")
@@ -196,12 +199,19 @@ def test_editing_a_feature_inline_saves_it(admin_client):
         "confluence_page_url": session.confluence_page_url,
         "confluence_document_id": "",
         "epic_id": "",
-        "features-TOTAL_FORMS": "1", "features-INITIAL_FORMS": "1",
-        "features-MIN_NUM_FORMS": "0", "features-MAX_NUM_FORMS": "1000",
-        "features-0-id": feature.pk, "features-0-planning_session": session.pk,
-        "features-0-feature_id": "F-1", "features-0-title": "New", "features-0-description": "",
-        "enablers-TOTAL_FORMS": "0", "enablers-INITIAL_FORMS": "0",
-        "enablers-MIN_NUM_FORMS": "0", "enablers-MAX_NUM_FORMS": "1000",
+        "features-TOTAL_FORMS": "1",
+        "features-INITIAL_FORMS": "1",
+        "features-MIN_NUM_FORMS": "0",
+        "features-MAX_NUM_FORMS": "1000",
+        "features-0-id": feature.pk,
+        "features-0-planning_session": session.pk,
+        "features-0-feature_id": "F-1",
+        "features-0-title": "New",
+        "features-0-description": "",
+        "enablers-TOTAL_FORMS": "0",
+        "enablers-INITIAL_FORMS": "0",
+        "enablers-MIN_NUM_FORMS": "0",
+        "enablers-MAX_NUM_FORMS": "1000",
     }
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -210,22 +220,46 @@ def test_editing_a_feature_inline_saves_it(admin_client):
     assert feature.updated_at > feature.created_at
 
 
-def test_mark_failed_action_uses_the_transition(admin_client):
-    pending = make_planning_session()
-    done = make_planning_session(status="completed", progress=100)
-    response = admin_client.post(
-        reverse("admin:planning_planningsession_changelist"),
-        {"action": "mark_failed", "_selected_action": [pending.pk, done.pk]},
-        follow=True,
-    )
+def test_mark_failed_action_confirms_then_uses_the_transition(admin_client):
+    pending = make_planning_session(planning_title="Q1 planning")
+    done = make_planning_session(planning_title="Q4 planning", status="completed", progress=100)
+    url = reverse("admin:planning_planningsession_changelist")
+    data = {"action": "mark_failed", "_selected_action": [pending.pk, done.pk]}
+    confirmation = admin_client.post(url, data)
+    assert confirmation.status_code == 200
+    page = confirmation.content.decode()
+    assert "Will be marked as failed (1)" in page and "Left alone (1)" in page
+    assert "Q4 planning — already completed" in page
+    pending.refresh_from_db()
+    assert pending.status == "pending"  # nothing before the confirmation
+    response = admin_client.post(url, {**data, "post": "yes", "reason": "  stuck   on page 3 "}, follow=True)
     assert response.status_code == 200
     pending.refresh_from_db()
     done.refresh_from_db()
     assert (pending.status, done.status) == ("failed", "completed")
-    assert pending.error.startswith("Marked as failed in the admin by")
+    assert pending.error == "Marked as failed in the admin by planner: stuck on page 3"
     texts = [str(m) for m in response.context["messages"]]
-    assert "1 session(s) marked as failed." in texts
-    assert any("cannot move from 'completed' to 'failed'" in t for t in texts)
+    assert texts == [
+        "Marked 1 session as failed: “Q1 planning”.",
+        "Left alone: “Q4 planning” (already completed: only pending or processing sessions can be marked "
+        "as failed).",
+    ]
+
+
+def test_mark_failed_needs_the_change_permission(client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    viewer = get_user_model().objects.create_user("viewer", password=None, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_planningsession"))
+    client.force_login(viewer)
+    pending = make_planning_session()
+    client.post(
+        reverse("admin:planning_planningsession_changelist"),
+        {"action": "mark_failed", "_selected_action": [pending.pk], "post": "yes"},
+    )
+    pending.refresh_from_db()
+    assert pending.status == "pending"
 
 
 def test_program_increment_change_page_shows_children_inline(admin_client):
@@ -279,8 +313,12 @@ def test_autocomplete_for_program_increments_answers(admin_client):
     pi = make_program_increment(pi_id="PI-2026.1")
     response = admin_client.get(
         reverse("admin:autocomplete"),
-        {"term": "2026", "app_label": "planning", "model_name": "planningsession",
-         "field_name": "program_increment"},
+        {
+            "term": "2026",
+            "app_label": "planning",
+            "model_name": "planningsession",
+            "field_name": "program_increment",
+        },
     )
     assert response.status_code == 200
     assert [r["id"] for r in response.json()["results"]] == [str(pi.pk)]
@@ -294,14 +332,24 @@ def _session_form(session, features):
         "confluence_page_url": session.confluence_page_url,
         "confluence_document_id": "",
         "epic_id": "",
-        "features-TOTAL_FORMS": str(len(features)), "features-INITIAL_FORMS": "0",
-        "features-MIN_NUM_FORMS": "0", "features-MAX_NUM_FORMS": "1000",
-        "enablers-TOTAL_FORMS": "0", "enablers-INITIAL_FORMS": "0",
-        "enablers-MIN_NUM_FORMS": "0", "enablers-MAX_NUM_FORMS": "1000",
+        "features-TOTAL_FORMS": str(len(features)),
+        "features-INITIAL_FORMS": "0",
+        "features-MIN_NUM_FORMS": "0",
+        "features-MAX_NUM_FORMS": "1000",
+        "enablers-TOTAL_FORMS": "0",
+        "enablers-INITIAL_FORMS": "0",
+        "enablers-MIN_NUM_FORMS": "0",
+        "enablers-MAX_NUM_FORMS": "1000",
     }
     for i, (feature_id, title) in enumerate(features):
-        data.update({f"features-{i}-feature_id": feature_id, f"features-{i}-title": title,
-                     f"features-{i}-description": "", f"features-{i}-planning_session": session.pk})
+        data.update(
+            {
+                f"features-{i}-feature_id": feature_id,
+                f"features-{i}-title": title,
+                f"features-{i}-description": "",
+                f"features-{i}-planning_session": session.pk,
+            }
+        )
     return data
 
 
@@ -321,9 +369,7 @@ def test_an_inline_feature_id_taken_by_a_stored_feature_is_a_form_error(admin_cl
     # A form that did not load the stored row (a second admin tab, say) adds F-1 again.
     response = admin_client.post(url, _session_form(session, [("F-1", "Again")]))
     assert response.status_code == 200
-    assert "Linear feature id &#x27;F-1&#x27; is already used here." in (
-        response.content.decode()
-    )
+    assert "Linear feature id &#x27;F-1&#x27; is already used here." in (response.content.decode())
     assert list(session.features.values_list("title", flat=True)) == ["Stored"]
 
 
@@ -344,11 +390,17 @@ def test_a_story_id_taken_by_a_stored_story_is_a_form_error_on_the_feature_page(
     feature = make_feature(feature_id="F-1", title="Checkout")
     make_story(planning_feature=feature, story_id="S-1", title="Stored")
     data = {
-        "planning_session": feature.planning_session_id, "feature_id": "F-1", "title": "Checkout",
+        "planning_session": feature.planning_session_id,
+        "feature_id": "F-1",
+        "title": "Checkout",
         "description": "",
-        "stories-TOTAL_FORMS": "1", "stories-INITIAL_FORMS": "0",
-        "stories-MIN_NUM_FORMS": "0", "stories-MAX_NUM_FORMS": "1000",
-        "stories-0-story_id": "S-1", "stories-0-title": "Again", "stories-0-description": "",
+        "stories-TOTAL_FORMS": "1",
+        "stories-INITIAL_FORMS": "0",
+        "stories-MIN_NUM_FORMS": "0",
+        "stories-MAX_NUM_FORMS": "1000",
+        "stories-0-story_id": "S-1",
+        "stories-0-title": "Again",
+        "stories-0-description": "",
         "stories-0-planning_feature": feature.pk,
     }
     response = admin_client.post(reverse("admin:planning_feature_change", args=[feature.pk]), data)

@@ -15,7 +15,10 @@ from sync.models import Conflict, ConflictResolution, FieldOwnership, ItemSnapsh
 from tests.test_docs_api import _public_methods
 
 #: Return lazy QuerySets: no twin needed (docs/api.md says so).
-QUERYSET_METHODS = {"for_pair", "unresolved", "resolved", "for_organization", "for_conflict", "applicable"}
+QUERYSET_METHODS = {
+    "for_pair", "unresolved", "resolved", "for_organization", "for_conflict", "applicable",
+    "owned_by", "visible_to",
+}  # fmt: skip
 # The resolution outbox's lazy QuerySets (sync.models.outbox).
 QUERYSET_METHODS |= {"awaiting_application", "due_for_application", "applied", "failing_to_apply"}
 #: No database access at all.
