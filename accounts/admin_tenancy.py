@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import NotRelationField, get_fields_from_path, unquote
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -129,12 +129,14 @@ class TenantScopedAdminMixin:
             else:
                 name, filter_class = None, None
             plain = filter_class in (None, admin.RelatedFieldListFilter)
-            if isinstance(name, str) and "__" not in name and plain:
+            if isinstance(name, str) and plain:
+                # The last field of the path ("organization", "planning_session__organization"): a
+                # foreign key or a one-to-one (a Linear token's organization) offers related rows.
                 try:
-                    field = self.model._meta.get_field(name)  # type: ignore[attr-defined]
-                except FieldDoesNotExist:
+                    field = get_fields_from_path(self.model, name)[-1]  # type: ignore[attr-defined]
+                except (FieldDoesNotExist, NotRelationField):
                     field = None
-                if field is not None and field.is_relation and field.many_to_one:
+                if field is not None and field.is_relation and (field.many_to_one or field.one_to_one):
                     entry = (name, TenantRelatedFieldListFilter)
             filters.append(entry)
         return filters

@@ -352,8 +352,9 @@ class OrganizationFilter(admin.SimpleListFilter):
     parameter_name = "organization"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        """Every organization by name (its Linear id when it has none)."""
-        rows = Organization.objects.order_by("name", "linear_id").values_list("pk", "name", "linear_id")
+        """Every organization the user may see, by name (its Linear id when it has none)."""
+        organizations = visible_to(Organization.objects.all(), request.user)
+        rows = organizations.order_by("name", "linear_id").values_list("pk", "name", "linear_id")
         return [(str(pk), name or linear_id) for pk, name, linear_id in rows[:ORGANIZATION_CHOICES_LIMIT]]
 
     def organization_pk(self) -> int | None:
@@ -1498,7 +1499,7 @@ class ConflictResolutionAdmin(
 ):
     """The append-only resolution log, read-only."""
 
-    list_display = ["when", "conflict_link", "organization_name", "action", "strategy", "by"]
+    list_display = ["when", "conflict_link", "organization_of_entry", "action", "strategy", "by"]
     list_display_links = ["when"]
     list_filter = [ResolutionOrganizationFilter, "action", "strategy", ("at", admin.DateFieldListFilter)]
     list_select_related = ["by"]
@@ -1537,9 +1538,13 @@ class ConflictResolutionAdmin(
         return when(entry.at)
 
     @admin.display(description="organization")
-    def organization_name(self, entry: ConflictResolution) -> str:
-        """The organization of the entry's conflict (none once the conflict is deleted)."""
-        return organization_html(getattr(entry, "organization_of_conflict", None))
+    def organization_of_entry(self, entry: ConflictResolution) -> str:
+        """The organization of the entry's conflict; once the conflict is gone, the name recorded when
+        its organization was offboarded ("—" when neither is known)."""
+        organization = getattr(entry, "organization_of_conflict", None)
+        if organization is None and entry.organization_name:
+            return entry.organization_name
+        return organization_html(organization)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         """Entries without their JSON on the list; the detail page loads it."""

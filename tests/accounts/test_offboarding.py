@@ -31,6 +31,7 @@ EXPECTED_DELETED = {
     "planning.Feature": 1,
     "planning.Story": 1,
     "planning.Enabler": 1,
+    "planning.SessionMessage": 1,  # the session's failure, logged by mark_failed
     "sync.SyncState": 1,
     "sync.Conflict": 2,
     "sync.SyncHistory": 1,
@@ -55,7 +56,7 @@ def test_offboarding_deletes_every_row_of_the_organization_and_nothing_else(tena
     result = offboard_organization("org-alpha")
     assert result.deleted == EXPECTED_DELETED
     assert result.kept == {"sync.ConflictResolution": 1}
-    assert result.total_deleted == 15
+    assert result.total_deleted == 16
     assert not Organization.objects.filter(pk=alpha.pk).exists()
     assert all(rows == [] for label, rows in fingerprint(alpha).items() if label != "sync.ConflictResolution")
     assert fingerprint(bravo) == bravo_before
@@ -106,7 +107,7 @@ def test_command_prints_per_model_counts(tenants: dict[str, Any]) -> None:
     call_command("offboard_organization", "org-alpha", stdout=out)
     text = out.getvalue()
     assert "  Deleted 1 planning.Story" in text
-    assert "Offboarded Alpha Corp (org-alpha): 15 rows deleted in one transaction." in text
+    assert "Offboarded Alpha Corp (org-alpha): 16 rows deleted in one transaction." in text
     assert not Organization.objects.filter(linear_id="org-alpha").exists()
 
 

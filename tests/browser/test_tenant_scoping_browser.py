@@ -57,7 +57,8 @@ def test_limited_reviewer_sees_one_tenant_and_resolves_all_of_it_in_batches(
     _by_css(browser, "#id_password").send_keys(PASSWORD)
     _by_css(browser, "#login-form [type=submit]").click()
     _wait_for(browser, "#result_list")
-    listed = {row.text for row in _all_css(browser, "#result_list tbody th a")}
+    # Each row's item link carries its conflict id on hover (the list speaks in titles).
+    listed = {row.get_attribute("title") for row in _all_css(browser, "#result_list tbody a.item-title")}
     assert len(listed) == 4
     assert listed <= {f"conflict-item-alpha-{n}" for n in range(5)} | {"conflict-item-alpha-open"}
     assert "bravo" not in browser.page_source.lower()
