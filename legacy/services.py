@@ -348,7 +348,9 @@ class _Writer:
             defaults = {column.name: column.field.get_default() for column in plan}
             names = ", ".join(connection.ops.quote_name(column.field.column) for column in plan)
             steps = [(column.name, column.prepare) for column in plan]
-            with cursor.cursor.copy(
+            # wrap_database_errors: the COPY goes through psycopg's own cursor; its errors come out as
+            # Django's (IntegrityError, DataError...), as from every other statement of the import.
+            with connection.wrap_database_errors, cursor.cursor.copy(
                 f"COPY {connection.ops.quote_name(table)} ({names}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types([column.oid for column in plan])

@@ -38,6 +38,7 @@ from accounts.validation import (
     clean_aware_datetime,
     clean_identifier,
     clean_text,
+    describe_int,
 )
 
 logger = logging.getLogger(__name__)
@@ -516,7 +517,9 @@ class PlanningSession(TimestampedModel):
         if isinstance(percent, bool) or not isinstance(percent, int):
             raise ValueError(f"percent must be an integer, not {type(percent).__name__}.")
         if not 0 <= percent <= 100:
-            raise ValidationError(f"percent must be between 0 and 100 (got {percent}).", code="range")
+            raise ValidationError(
+                f"percent must be between 0 and 100 (got {describe_int(percent)}).", code="range"
+            )
         message = clean_text(message, "message", required=False, max_length=MAX_PROGRESS_MESSAGE_LENGTH)
         now = timezone.now()
         updated = (

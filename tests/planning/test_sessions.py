@@ -200,6 +200,13 @@ class TestTransitions:
             session.set_progress(value)
         assert PlanningSession.objects.get(pk=session.pk).progress == 0
 
+    def test_a_percent_of_thousands_of_digits_is_refused_naming_its_size(self):
+        session = make_planning_session(status="processing")
+        # str() of an int this long raises ValueError in CPython: the message must not build it.
+        with pytest.raises(ValidationError, match=r"percent must be between 0 and 100 \(got an integer of"):
+            session.set_progress(10**5000)
+        assert PlanningSession.objects.get(pk=session.pk).progress == 0
+
     @pytest.mark.parametrize("error", ["", "   ", None])
     def test_mark_failed_needs_an_error_message(self, error):
         session = make_planning_session(status="processing")
