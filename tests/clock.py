@@ -36,9 +36,13 @@ class Clock:
 
     def advance(self, **delta: float) -> dt.datetime:
         """Move the clock on by ``timedelta(**delta)``; returns the new now."""
-        self.now += dt.timedelta(**delta)
-        self._traveller.move_to(self.now)
-        return self.now
+        return self.move_to(self.now + dt.timedelta(**delta))
+
+    def move_to(self, when: dt.datetime) -> dt.datetime:
+        """Stop the clock at ``when`` (an aware datetime, earlier or later); returns it."""
+        self.now = when
+        self._traveller.move_to(when)
+        return when
 
 
 @contextmanager

@@ -300,7 +300,10 @@ def test_racing_fatal_errors_fail_the_session_once_and_log_only_the_winner():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_async_twins_of_the_session_calls():
+def test_async_twins_of_the_session_calls(clock):
+    # The messages are listed by time: those recorded at "now" come after the ones given at T0+n s.
+    clock.move_to(T0 + dt.timedelta(hours=1))
+
     async def agent() -> tuple:
         session = await PlanningSession.objects.astart(
             "org-async", confluence_page_url=URL, planning_title="Async planning"
