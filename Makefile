@@ -36,13 +36,15 @@ run: $(VENV)/.runtime-installed
 
 ## make test: set up, lint (ruff, mypy), check migrations, run the whole suite on SQLite (also with
 ## the clock shifted years ahead and back) and on PostgreSQL.
+## The three SQLite runs share the two cores (each is one single-threaded process; --output-sync keeps
+## each run's output in one piece); the PostgreSQL run, whose concurrency tests time their workers,
+## runs alone after them.
 test: export DEBUG := true
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	env -u DATABASE_URL $(BIN)/python manage.py makemigrations --check --dry-run
-	$(MAKE) --no-print-directory test-sqlite
-	$(MAKE) --no-print-directory test-shifted-clock
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-sqlite $(addprefix test-clock,$(CLOCK_SHIFTS))
 	$(MAKE) --no-print-directory test-postgres
 
 test-sqlite: export DEBUG := true
@@ -50,24 +52,26 @@ test-sqlite: $(VENV)/.dev-installed
 	@echo "=== pytest on SQLite ==="
 	env -u DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 
+## make test-shifted-clock: the SQLite suite once per CLOCK_SHIFTS entry (make test-clock+400d: one).
+test-shifted-clock: $(addprefix test-clock,$(CLOCK_SHIFTS))
+
 # The SQLite suite again under libfaketime (Debian's faketime; .ci/run installs it): the whole process,
-# and every process it starts, sees the clock CLOCK_SHIFTS away. A test that leans on today's date
-# fails here. FAKETIME_DONT_FAKE_MONOTONIC must stay unset: with it, libfaketime breaks time.sleep().
-test-shifted-clock: export DEBUG := true
-test-shifted-clock: $(VENV)/.dev-installed
+# and every process it starts, sees the clock shifted by the target's suffix (test-clock+3650d). A test
+# that leans on today's date fails here. FAKETIME_DONT_FAKE_MONOTONIC must stay unset: with it,
+# libfaketime breaks time.sleep().
+test-clock%: export DEBUG := true
+test-clock%: $(VENV)/.dev-installed
 	@if command -v faketime >/dev/null 2>&1; then \
-		for shift in $(CLOCK_SHIFTS); do \
-			echo "=== pytest on SQLite, clock shifted $$shift ==="; \
-			env -u DATABASE_URL -u FAKETIME_DONT_FAKE_MONOTONIC faketime -f "$$shift" \
-				$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
-		done; \
+		echo "=== pytest on SQLite, clock shifted $* ==="; \
+		env -u DATABASE_URL -u FAKETIME_DONT_FAKE_MONOTONIC faketime -f "$*" \
+			$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS); \
 	elif [ "$$CI" = "true" ]; then \
 		echo "!!! faketime is not installed and CI=true: the shifted-clock run is mandatory. FAILING." >&2; \
 		exit 1; \
 	else \
 		echo "" >&2; \
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
-		echo "!!! faketime is not installed: the shifted-clock test run was SKIPPED." >&2; \
+		echo "!!! faketime is not installed: the clock-shifted ($*) test run was SKIPPED." >&2; \
 		echo "!!! Install it (apt-get install faketime) to prove no test depends on today's date." >&2; \
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!" >&2; \
 	fi
