@@ -1,15 +1,17 @@
 """The operator dashboard on the admin index: what needs attention across accounts, planning and sync.
 
-Four panels, each shown only to users who may view its model:
+Panels, each shown only to users who may view its model:
 
 * unresolved conflicts per (Confluence page, Linear team), linking to the filtered conflict list;
-* sync pairs whose last run failed, linking to their failed runs in the sync history;
+* failing syncs: pairs whose syncs fail (``failure_count`` > 0), with the failure count, next retry and
+  last error excerpt, linking to their failed runs in the sync history and to the failing sync states;
 * planning sessions processing and failed, linking to the filtered session lists;
 * Linear and Confluence tokens expired or expiring within 24 hours, linking to the filtered token lists;
-* agent workers: (page, team) pairs whose syncs fail and resolutions that fail to apply (``workers_panel``).
+* tokens needing re-authorization;
+* resolutions failing to apply (``workers_panel``).
 
 Every number comes from a maintained counter (``SyncState.conflict_count``), a grouped aggregate or a
-``LIMIT``-ed, indexed query, so the page costs a fixed number of queries (twenty-one with every panel:
+``LIMIT``-ed, indexed query, so the page costs a fixed number of queries (twenty with every panel:
 the organization choices, the panels, and the team and page names of every listed pair from the
 directory, two queries for all of them) however many rows the tables hold. No token is ever loaded:
 token rows are read with ``values()`` on their non-secret columns.
@@ -42,10 +44,9 @@ from accounts.models import (
 )
 from accounts.tenancy import visible_to
 from accounts.validation import ERROR_EXCERPT_LENGTH, error_excerpt
-from config.display import when
 from config.logging import redact
 from planning.models import PlanningSession
-from sync.models import Conflict, ConfluencePage, LinearTeam, SyncHistory, SyncState, SyncStatus
+from sync.models import Conflict, ConfluencePage, LinearTeam, SyncHistory, SyncState
 
 #: Rows per list on the dashboard.
 PAIR_LIMIT = 10
@@ -89,12 +90,20 @@ class ConflictPanel:
 
 @dataclass
 class FailureRow:
-    """A (page, team) whose last sync failed, with its latest error."""
+    """A (page, team) whose syncs fail: how often in a row, the last error's excerpt, the next retry."""
 
     confluence_page_id: str
     linear_team_id: str
-    when: str
+    #: Consecutive failed syncs (``SyncState.failure_count``).
+    failures: int
+    #: The head of the last error, secrets redacted, cut to ``ERROR_EXCERPT_LENGTH``.
+    error: str
+    #: When the next attempt is due, short ("in 4 min", "due now").
+    retry: str
+    #: The pair's failed runs in the sync history.
     url: str
+    #: The pair's sync state (schedule, lease, failures).
+    state_url: str
     organization_pk: int | None = None
     organization: str = ""
     page_title: str = ""
@@ -105,7 +114,9 @@ class FailureRow:
 @dataclass(frozen=True)
 class FailurePanel:
     rows: list[FailureRow]
+    #: Every failing pair the user may see (in the chosen organization), not only the rows listed.
     count: int
+    #: The sync-state list filtered to failing pairs (and to the chosen organization).
     url: str
 
 
@@ -209,7 +220,7 @@ def build_dashboard(
     ]
     narrow = {"organization": organization, "user": user}
     conflicts = conflict_panel(**narrow) if user.has_perm(_view_perm(Conflict)) else None
-    failures = failure_panel(**narrow) if user.has_perm(_view_perm(SyncState)) else None
+    failures = failure_panel(now=now, **narrow) if user.has_perm(_view_perm(SyncState)) else None
     name_pairs([*(conflicts.pairs if conflicts else []), *(failures.rows if failures else [])])
     dashboard = Dashboard(
         conflicts=conflicts,
@@ -275,34 +286,58 @@ def name_pairs(rows: list[PairRow | FailureRow]) -> None:
 
 
 def failure_panel(
-    *, organization: int | None = None, limit: int = FAILURE_LIMIT, user: Any = None
+    *,
+    organization: int | None = None,
+    limit: int = FAILURE_LIMIT,
+    user: Any = None,
+    now: dt.datetime | None = None,
 ) -> FailurePanel:
-    """Pairs whose last sync failed (``SyncState.status``), most recently attempted first: one query."""
-    failed = _narrowed(SyncState.objects.all(), user, organization).filter(status=SyncStatus.FAILED)
-    rows = list(
-        failed.order_by("-updated_at", "confluence_page_id", "linear_team_id").values_list(
-            "confluence_page_id",
-            "linear_team_id",
-            "updated_at",
-            "organization_id",
-            "organization__name",
-            "organization__linear_id",
-        )[: limit + 1]
-    )
+    """Pairs whose syncs fail (``SyncState.objects.failing()``: ``failure_count`` > 0), most failures
+    first: two queries (the count and the rows), both on the partial ``failure_count > 0`` index.
+
+    ``failure_count`` rather than ``status == failed``: a worker's ``release(success=False)`` sets both,
+    but ``claim_due`` turns the status to running while a failing pair is retried, so the status would
+    drop a pair from the panel during each retry; ``failure_count`` is reset only by a successful sync.
+    It is also the sync-state list's "Failing" filter the panel links to, so both count the same pairs.
+    Only the head of ``last_error`` is read (an error may be 4,000 characters; the panel shows 200).
+    """
+    now = now or timezone.now()
+    failing = _narrowed(SyncState.objects.all(), user, organization).failing()
+    rows = failing.values(
+        "pk",
+        "confluence_page_id",
+        "linear_team_id",
+        "failure_count",
+        "next_sync_at",
+        "organization_id",
+        "organization__name",
+        "organization__linear_id",
+        error_head=Substr("last_error", 1, 2 * ERROR_EXCERPT_LENGTH),
+    )[:limit]
     return FailurePanel(
         rows=[
             FailureRow(
-                confluence_page_id=page,
-                linear_team_id=team,
-                when=when(at),
-                url=_changelist(SyncHistory, outcome="failed", confluence_page_id=page, linear_team_id=team),
-                organization_pk=org_pk,
-                organization=org_name or org_linear_id or "",
+                confluence_page_id=row["confluence_page_id"],
+                linear_team_id=row["linear_team_id"],
+                failures=row["failure_count"],
+                error=error_excerpt(redact(row["error_head"])),
+                retry=_retry(row["next_sync_at"], now),
+                url=_changelist(
+                    SyncHistory,
+                    outcome="failed",
+                    confluence_page_id=row["confluence_page_id"],
+                    linear_team_id=row["linear_team_id"],
+                ),
+                state_url=_change(SyncState, row["pk"]),
+                organization_pk=row["organization_id"],
+                organization=row["organization__name"] or row["organization__linear_id"] or "",
             )
-            for page, team, at, org_pk, org_name, org_linear_id in rows[:limit]
+            for row in rows
         ],
-        count=len(rows),
-        url=_changelist(SyncState, status__exact=SyncStatus.FAILED),
+        count=failing.count(),
+        url=_changelist(
+            SyncState, schedule="failing", **({"organization": str(organization)} if organization else {})
+        ),
     )
 
 
@@ -554,21 +589,10 @@ def reauthorization_panel(
     )
 
 
-# --- agent workers: failing pairs and resolutions failing to apply ----------------------------------
+# --- agent workers: resolutions failing to apply --------------------------------------------------
 
-#: Rows per list of the workers panel.
+#: Rows of the resolutions list.
 FAILING_LIMIT = 5
-
-
-@dataclass(frozen=True)
-class FailingPairRow:
-    confluence_page_id: str
-    linear_team_id: str
-    failures: int
-    error: str
-    #: When the next attempt is due, short ("in 4 min", "due now").
-    retry: str
-    url: str
 
 
 @dataclass(frozen=True)
@@ -582,12 +606,10 @@ class FailingResolutionRow:
 
 @dataclass(frozen=True)
 class WorkersPanel:
-    """Each half is ``None`` when the user may not view its model."""
+    """Resolutions the agent workers fail to apply (shown as "Resolutions failing to apply"; pairs
+    failing to sync are in the failure panel, ``failure_panel``)."""
 
-    pairs_total: int | None
-    pairs: list[FailingPairRow]
-    pairs_url: str
-    resolutions_total: int | None
+    resolutions_total: int
     resolutions: list[FailingResolutionRow]
     resolutions_url: str
 
@@ -601,55 +623,29 @@ def _retry(next_at: dt.datetime | None, now: dt.datetime) -> str:
 def workers_panel(
     user: Any, *, now: dt.datetime, limit: int = FAILING_LIMIT, organization: int | None = None
 ) -> WorkersPanel | None:
-    """Failing pairs (``SyncState.objects.failing()``) and resolutions failing to apply: four queries.
-
-    Both lists read only the failing rows, through partial indexes (``failure_count > 0``; resolved and
-    not applied); no JSON column is loaded.
-    """
-    see_pairs = user.has_perm(_view_perm(SyncState))
-    see_resolutions = user.has_perm(_view_perm(Conflict))
-    if not (see_pairs or see_resolutions):
+    """Resolutions failing to apply (``Conflict.objects.failing_to_apply()``): two queries, on the
+    partial index of resolved, not applied conflicts; no JSON column and only the head of each error
+    is read. ``None`` when the user may not view conflicts."""
+    if not user.has_perm(_view_perm(Conflict)):
         return None
-    pairs: list[FailingPairRow] = []
-    pairs_total = None
-    if see_pairs:
-        failing = _narrowed(SyncState.objects.all(), user, organization).failing()
-        pairs_total = failing.count()
-        pairs = [
-            FailingPairRow(
-                confluence_page_id=row["confluence_page_id"],
-                linear_team_id=row["linear_team_id"],
-                failures=row["failure_count"],
-                error=redact(row["last_error"]),
-                retry=_retry(row["next_sync_at"], now),
-                url=_change(SyncState, row["pk"]),
-            )
-            for row in failing.values(
-                "pk", "confluence_page_id", "linear_team_id", "failure_count", "last_error", "next_sync_at"
-            )[:limit]
-        ]
-    resolutions: list[FailingResolutionRow] = []
-    resolutions_total = None
-    if see_resolutions:
-        failing_resolutions = _narrowed(Conflict.objects.all(), user, organization).failing_to_apply()
-        resolutions_total = failing_resolutions.count()
-        resolutions = [
-            FailingResolutionRow(
-                conflict_id=row["pk"],
-                attempts=row["apply_attempts"],
-                error=redact(row["last_apply_error"]),
-                retry=_retry(row["next_apply_at"], now),
-                url=_change(Conflict, row["pk"]),
-            )
-            for row in failing_resolutions.values(
-                "pk", "apply_attempts", "last_apply_error", "next_apply_at"
-            )[:limit]
-        ]
+    failing_resolutions = _narrowed(Conflict.objects.all(), user, organization).failing_to_apply()
+    resolutions = [
+        FailingResolutionRow(
+            conflict_id=row["pk"],
+            attempts=row["apply_attempts"],
+            error=error_excerpt(redact(row["error_head"])),
+            retry=_retry(row["next_apply_at"], now),
+            url=_change(Conflict, row["pk"]),
+        )
+        for row in failing_resolutions.values(
+            "pk",
+            "apply_attempts",
+            "next_apply_at",
+            error_head=Substr("last_apply_error", 1, 2 * ERROR_EXCERPT_LENGTH),
+        )[:limit]
+    ]
     return WorkersPanel(
-        pairs_total=pairs_total,
-        pairs=pairs,
-        pairs_url=_changelist(SyncState, schedule="failing"),
-        resolutions_total=resolutions_total,
+        resolutions_total=failing_resolutions.count(),
         resolutions=resolutions,
         resolutions_url=_changelist(Conflict, outbox="failing", status="resolved"),
     )

@@ -23,7 +23,15 @@ from django.utils import timezone
 from accounts.models import ConfluenceToken, LinearToken, Organization
 from planning.models import PIFeature, PIObjective, PIRisk, PlanningSession, ProgramIncrement
 from planning.services import save_planning_result
-from sync.models import Conflict, ConfluencePage, LinearIssueCache, LinearTeam, SyncHistory, SyncState
+from sync.models import (
+    Conflict,
+    ConfluencePage,
+    LinearIssueCache,
+    LinearTeam,
+    SyncHistory,
+    SyncState,
+    SyncStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -516,8 +524,14 @@ def _sync(org: DemoOrganization, now: dt.datetime) -> None:
             SyncState.objects.mark_synced(
                 page_id, team_id, now - dt.timedelta(hours=4), organization_id=organization_id
             )
-    # The last run of the first pair failed: its state says so.
-    SyncState.objects.set_status(org.pages[0][0], org.team_id(org.teams[0][0]), "failed")
+    # The last run of the first pair failed (its history's last failure): its state says so as a
+    # worker's release(success=False) leaves it, failure count, error and retry included.
+    SyncState.objects.for_pair(org.pages[0][0], org.team_id(org.teams[0][0])).update(
+        status=SyncStatus.FAILED,
+        failure_count=2,
+        last_error="Confluence page version conflict: expected 42, found 43",
+        next_sync_at=now + dt.timedelta(minutes=4),
+    )
     LinearIssueCache.objects.upsert_many(
         organization_id,
         [

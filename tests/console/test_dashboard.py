@@ -61,8 +61,15 @@ def _world(scale: int) -> None:
     for i in range(scale):
         _conflicts(f"page-{i}", f"team-{i}", 2, resolved=1)
         org = make_organization(name=f"Org {i}")
-        # The pair belongs to the organization, is named in its directory and its last sync failed.
-        SyncState.objects.filter(confluence_page_id=f"page-{i}").update(organization=org, status="failed")
+        # The pair belongs to the organization, is named in its directory and its last sync failed (as a
+        # worker's release(success=False) leaves it: status, failure count, error, retry).
+        SyncState.objects.filter(confluence_page_id=f"page-{i}").update(
+            organization=org,
+            status="failed",
+            failure_count=i + 1,
+            last_error=f"Linear returned 503 for team-{i}",
+            next_sync_at=now + dt.timedelta(minutes=30, seconds=30),  # "retry in 30 min" for 30 s
+        )
         LinearTeam.objects.upsert_many(
             org.linear_id, [{"id": f"team-{i}", "key": f"T{i}", "name": f"Team {i}"}]
         )
@@ -197,17 +204,19 @@ def test_index_query_count_is_constant_as_data_grows(admin_client):
     _world(12)
     large = index_queries()
     assert large == small
-    # Session and user, the admin log of the sidebar, and the dashboard's twenty-one.
-    assert small == 24
+    # Session and user, the admin log of the sidebar, and the dashboard's twenty.
+    assert small == 23
 
 
 @pytest.mark.django_db
-def test_dashboard_costs_twenty_one_queries(admin_user, django_assert_num_queries):
+def test_dashboard_costs_twenty_queries(admin_user, django_assert_num_queries):
     _world(3)
     make_conflict()  # one without a pair: counted apart from the per-pair counters
-    # Organizations; conflicts 4, failures 1, names 2 (teams, pages); sessions 3; tokens 4;
-    # re-authorization 2 (one per token model); workers 4.
-    with django_assert_num_queries(21):
+    # Organizations; conflicts 4, failing syncs 2 (the count and the rows), names 2 (teams, pages);
+    # sessions 3; tokens 4; re-authorization 2 (one per token model); resolutions failing to apply 2.
+    # Twenty-one before the two failing-pair lists merged: "Failing syncs" (1, a LIMIT + 1 list) and
+    # the workers' "Pairs failing to sync" (2) became one panel of 2 queries.
+    with django_assert_num_queries(20):
         dashboard = build_dashboard(admin_user)
     assert dashboard.conflicts.total == 7
     assert [(p.page_title, p.team_name, p.organization, p.count) for p in dashboard.conflicts.pairs] == [
@@ -216,11 +225,14 @@ def test_dashboard_costs_twenty_one_queries(admin_user, django_assert_num_querie
         ("Page 2", "Team 2 (T2)", "Org 2", 2),
         ("", "", "", 1),
     ]
-    assert sorted((r.page_title, r.team_name, r.organization) for r in dashboard.failures.rows) == [
-        ("Page 0", "Team 0 (T0)", "Org 0"),
-        ("Page 1", "Team 1 (T1)", "Org 1"),
-        ("Page 2", "Team 2 (T2)", "Org 2"),
+    # Most failures first, named from the directory.
+    assert [(r.page_title, r.team_name, r.organization, r.failures) for r in dashboard.failures.rows] == [
+        ("Page 2", "Team 2 (T2)", "Org 2", 3),
+        ("Page 1", "Team 1 (T1)", "Org 1", 2),
+        ("Page 0", "Team 0 (T0)", "Org 0", 1),
     ]
+    assert dashboard.failures.count == 3
+    assert dashboard.failures.rows[0].error == "Linear returned 503 for team-2"
     assert [(g.status, g.count) for g in dashboard.sessions] == [("processing", 3), ("failed", 3)]
     assert [(c.kind, c.state, c.count) for c in dashboard.tokens.counts] == [
         ("Linear token", "expired", 3),
@@ -296,8 +308,16 @@ def test_dashboard_shows_names_with_ids_on_hover_and_links_to_failed_runs(admin_
     assert (
         'href="/admin/sync/synchistory/?outcome=failed&amp;confluence_page_id=page-0&amp;linear_team_id=team-0"'
     ) in failures
-    assert "Team 0 (T0) · Org 0" in failures
-    assert re.search(r'<td class="console-when console-expired">\d{4}-\d\d-\d\d \d\d:\d\d UTC</td>', failures)
+    assert (
+        'title="page-0">Page 0</a><div class="console-sub" title="team-0">Team 0 (T0) · Org 0</div>'
+    ) in failures
+    state = SyncState.objects.get(confluence_page_id="page-0")
+    assert f'<a href="/admin/sync/syncstate/{state.pk}/change/">1 failure</a> · retry in 30 min' in failures
+    assert (
+        '<td class="console-error console-half" title="Linear returned 503 for team-0">'
+        "Linear returned 503 for team-0</td>"
+    ) in failures
+    assert '<a href="/admin/sync/syncstate/?schedule=failing">Failing syncs</a>' in failures
 
 
 @pytest.mark.django_db
@@ -309,6 +329,8 @@ def test_dashboard_narrows_every_panel_to_one_organization(admin_client, admin_u
     assert [(p.page_title, p.count) for p in dashboard.conflicts.pairs] == [("Page 1", 2)]
     assert dashboard.conflicts.total == 2
     assert [r.organization for r in dashboard.failures.rows] == ["Org 1"]
+    assert dashboard.failures.count == 1
+    assert dashboard.failures.url == f"/admin/sync/syncstate/?schedule=failing&organization={org.pk}"
     assert [(g.status, g.count) for g in dashboard.sessions] == [("processing", 1), ("failed", 1)]
     assert {row.organization for row in dashboard.tokens.rows} == {"Org 1"}
     assert dashboard.organization == "Org 1"
