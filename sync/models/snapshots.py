@@ -376,14 +376,8 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
         Specificity: the number of narrowings a rule has (type, page, team); between rules with as many,
         team beats page beats type. One query; an unknown organization has no rules.
         """
-        rules = (
-            self.get_queryset()
-            .for_organization(organization_id)
-            .applicable(
-                item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
-            )
-        )
-        return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
+        rules = self.get_queryset().for_organization(organization_id)
+        return self._owners_among(rules, item_type, confluence_page_id, linear_team_id)
 
     def owners_for_pk(
         self,
@@ -394,13 +388,13 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
         linear_team_id: str = "",
     ) -> dict[str, str]:
         """:meth:`owners_for` by the Organization row's primary key (what a Conflict holds)."""
-        rules = (
-            self.get_queryset()
-            .filter(organization_id=organization_pk)
-            .applicable(
-                item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
-            )
-        )
+        rules = self.get_queryset().filter(organization_id=organization_pk)
+        return self._owners_among(rules, item_type, confluence_page_id, linear_team_id)
+
+    @staticmethod
+    def _owners_among(rules: FieldOwnershipQuerySet, item_type: str, page: str, team: str) -> dict[str, str]:
+        """Body of :meth:`owners_for` and :meth:`owners_for_pk`: ``rules`` is one organization's rules."""
+        rules = rules.applicable(item_type=item_type, confluence_page_id=page, linear_team_id=team)
         return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
 
     async def aowners_for_pk(
