@@ -698,6 +698,38 @@ async def _ashared_refresh(token: OAuthToken, refresher: Refresher, leeway: dt.t
     return refreshed.access_token
 
 
+def _access_token(
+    manager: models.Manager[Any],
+    organization_id: str,
+    lookup: Callable[[], OAuthToken | None],
+    refresher: Refresher,
+    leeway: object,
+) -> str:
+    """Both token managers' ``access_token``: ``lookup()`` finds the row (after ``leeway`` is checked)."""
+    leeway = _check_leeway(leeway)
+    token = lookup()
+    usable = _usable_access_token(manager.model, organization_id, token, leeway)
+    if usable is not None:
+        return usable
+    return cast(OAuthToken, token)._refresh(refresher, leeway=leeway).access_token
+
+
+async def _aaccess_token(
+    manager: models.Manager[Any],
+    organization_id: str,
+    lookup: Callable[[], Awaitable[OAuthToken | None]],
+    refresher: Refresher,
+    leeway: object,
+) -> str:
+    """Both token managers' ``aaccess_token``: as :func:`_access_token`, the refresh shared in-process."""
+    leeway = _check_leeway(leeway)
+    token = await lookup()
+    usable = _usable_access_token(manager.model, organization_id, token, leeway)
+    if usable is not None:
+        return usable
+    return await _ashared_refresh(cast(OAuthToken, token), refresher, leeway)
+
+
 @sensitive_variables("response", "access_token", "refresh_token")
 def _from_oauth_response(response: object, *, at: dt.datetime | None) -> tuple[Sealed, dt.datetime, str]:
     """(tokens sealed, expires_at, scope) of a token endpoint's JSON, checked; messages name keys only."""
@@ -792,12 +824,8 @@ class LinearTokenManager(_LinearTokenManagerBase):
         :class:`ReauthorizationRequired` when no token is stored or it needs re-authorization, and what
         ``refresh`` raises.
         """
-        leeway = _check_leeway(leeway)
-        token = self.for_organization(organization_id)
-        usable = _usable_access_token(self.model, organization_id, token, leeway)
-        if usable is not None:
-            return usable
-        return cast(LinearToken, token)._refresh(refresher, leeway=leeway).access_token
+        lookup = functools.partial(self.for_organization, organization_id)
+        return _access_token(self, organization_id, lookup, refresher, leeway)
 
     async def aaccess_token(
         self, organization_id: str, refresher: Refresher, *, leeway: dt.timedelta = DEFAULT_EXPIRY_LEEWAY
@@ -807,12 +835,8 @@ class LinearTokenManager(_LinearTokenManagerBase):
         The lookup runs as any ``sync_to_async`` call; a refresh runs on a thread of its own, so a slow
         provider holds up no other task's database calls.
         """
-        leeway = _check_leeway(leeway)
-        token = await self.afor_organization(organization_id)
-        usable = _usable_access_token(self.model, organization_id, token, leeway)
-        if usable is not None:
-            return usable
-        return await _ashared_refresh(cast(OAuthToken, token), refresher, leeway)
+        lookup = functools.partial(self.afor_organization, organization_id)
+        return await _aaccess_token(self, organization_id, lookup, refresher, leeway)
 
     @sensitive_variables("response")
     def store_oauth_response(
@@ -962,12 +986,8 @@ class ConfluenceTokenManager(_ConfluenceTokenManagerBase):
     ) -> str:
         """A usable access token for ``cloud_id`` (without it: the most recently updated token), as
         :meth:`LinearTokenManager.access_token` gives one."""
-        leeway = _check_leeway(leeway)
-        token = self.for_organization(organization_id, cloud_id)
-        usable = _usable_access_token(self.model, organization_id, token, leeway)
-        if usable is not None:
-            return usable
-        return cast(ConfluenceToken, token)._refresh(refresher, leeway=leeway).access_token
+        lookup = functools.partial(self.for_organization, organization_id, cloud_id)
+        return _access_token(self, organization_id, lookup, refresher, leeway)
 
     async def aaccess_token(
         self,
@@ -978,12 +998,8 @@ class ConfluenceTokenManager(_ConfluenceTokenManagerBase):
         leeway: dt.timedelta = DEFAULT_EXPIRY_LEEWAY,
     ) -> str:
         """Async twin of :meth:`access_token` (a refresh runs on a thread of its own, shared in-process)."""
-        leeway = _check_leeway(leeway)
-        token = await self.afor_organization(organization_id, cloud_id)
-        usable = _usable_access_token(self.model, organization_id, token, leeway)
-        if usable is not None:
-            return usable
-        return await _ashared_refresh(cast(OAuthToken, token), refresher, leeway)
+        lookup = functools.partial(self.afor_organization, organization_id, cloud_id)
+        return await _aaccess_token(self, organization_id, lookup, refresher, leeway)
 
     @sensitive_variables("access_token", "refresh_token")
     def store(

@@ -17,6 +17,7 @@ from accounts.validation import (
     clean_identifier,
 )
 from config.db import FastLoadMixin
+from sync.models.staging import upsert_through_copy
 from sync.models.values import clean_json
 
 # --- LinearIssueCache ----------------------------------------------------------------------------
@@ -138,42 +139,34 @@ def _upsert_issues_through_copy(
     the JSON text quoted by psycopg); binary ``COPY`` takes a few, as in the legacy import, and does
     three times the rows per second for 10,000 issues (benchmarks/bulk.py). Raw SQL because the ORM
     has no ``COPY``; the upsert writes the columns and conflict target ``bulk_create`` writes on
-    SQLite (tests/sync/test_issue_cache.py runs the same behaviour on both). Runs inside the
-    caller's transaction: the staging table is the session's own and is emptied after every batch,
-    so a second call in the same transaction starts from an empty table.
+    SQLite (tests/sync/test_issue_cache.py runs the same behaviour on both). The staging steps are
+    :func:`sync.models.staging.upsert_through_copy`.
     """
     from psycopg.types.json import Jsonb  # PostgreSQL only
 
     opts = LinearIssueCache._meta
     quote = connection.ops.quote_name
-    table, staging = quote(opts.db_table), quote(_ISSUE_UPLOAD_TABLE)
+    table = quote(opts.db_table)
     issue_id, data, organization, updated = (
         quote(opts.get_field(name).column)
         for name in ("linear_issue_id", "issue_data", "organization", "last_updated")
     )
-    # wrap_database_errors: the COPY goes through psycopg's own cursor, whose errors would otherwise
-    # escape as psycopg's classes; callers get Django's (OperationalError, DataError...) as from any query.
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
-            f"({issue_id} text NOT NULL, {data} jsonb NOT NULL) ON COMMIT DROP"
-        )
-        for start in range(0, len(items), batch_size):
-            with cursor.cursor.copy(
-                f"COPY {staging} ({issue_id}, {data}) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["text", "jsonb"])
-                for item in items[start : start + batch_size]:
-                    copy.write_row((item[0], Jsonb(item[1])))
-            # Names quoted from the model's _meta; the values are parameters.
-            cursor.execute(
-                f"INSERT INTO {table} ({organization}, {issue_id}, {data}, {updated}) "  # noqa: S608
-                f"SELECT %s, {issue_id}, {data}, %s FROM {staging} ORDER BY {issue_id} "
-                f"ON CONFLICT ({organization}, {issue_id}) DO UPDATE SET "
-                f"{data} = EXCLUDED.{data}, {updated} = EXCLUDED.{updated}",
-                [organization_pk, now],
-            )
-            cursor.execute(f"TRUNCATE {staging}")
+    upsert_through_copy(
+        connection,
+        _ISSUE_UPLOAD_TABLE,
+        [(issue_id, "text"), (data, "jsonb")],
+        items,
+        lambda item: (item[0], Jsonb(item[1])),
+        # Names quoted from the model's _meta; the values are parameters.
+        lambda staging: (
+            f"INSERT INTO {table} ({organization}, {issue_id}, {data}, {updated}) "  # noqa: S608
+            f"SELECT %s, {issue_id}, {data}, %s FROM {staging} ORDER BY {issue_id} "
+            f"ON CONFLICT ({organization}, {issue_id}) DO UPDATE SET "
+            f"{data} = EXCLUDED.{data}, {updated} = EXCLUDED.{updated}"
+        ),
+        [organization_pk, now],
+        batch_size,
+    )
 
 
 class LinearIssueCache(FastLoadMixin, models.Model):

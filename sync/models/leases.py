@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
 
-from accounts.validation import clean_aware_datetime, clean_identifier
+from accounts.validation import clean_aware_datetime, clean_identifier, clean_optional_identifier
 from config.logging import redact
 
 #: Shortest lease honoured: a worker's lease of one second is never handed to another worker early.
@@ -29,6 +32,9 @@ MAX_CLAIM = 1000
 MAX_ERROR_LENGTH = 4000
 #: Largest jitter added to a back-off delay, as a fraction of it (+10 % at most).
 MAX_JITTER = 0.1
+
+
+_Row = TypeVar("_Row", bound=models.Model)
 
 
 class LeaseLost(ValidationError):
@@ -121,3 +127,44 @@ def apply_retry_delay(attempts: int) -> dt.timedelta:
         base=dt.timedelta(seconds=settings.APPLY_RETRY_BASE_SECONDS),
         cap=dt.timedelta(seconds=settings.APPLY_RETRY_MAX_SECONDS),
     )
+
+
+def claim_under_lease(
+    manager: models.Manager[_Row],
+    due: Callable[[dt.datetime], models.QuerySet[_Row]],
+    *,
+    worker: Any,
+    limit: Any,
+    lease: Any,
+    organization_id: Any,
+    at: Any,
+    order_by: Sequence[Any],
+    claim: Callable[[str, dt.datetime, dt.datetime], dict[str, Any]],
+) -> list[_Row]:
+    """The body of ``claim_due`` and ``claim_resolutions``: lease up to ``limit`` due rows to ``worker``.
+
+    Cleans the arguments (before any query), takes ``due(at)`` rows (of one Linear organization when
+    ``organization_id`` is given) in ``order_by`` with ``SELECT … FOR UPDATE SKIP LOCKED … LIMIT``, and
+    sets ``claim(worker, expires, at)`` (field -> value) on them with one ``UPDATE`` in the same short
+    transaction, and on the returned rows.
+    """
+    worker = clean_worker(worker)
+    limit = clean_limit(limit)
+    lease = clean_lease(lease)
+    organization = clean_optional_identifier(organization_id, "organization_id")
+    at = clean_at(at, timezone.now())
+    candidates = due(at)
+    if organization is not None:
+        candidates = candidates.filter(organization__linear_id=organization)
+    changes = claim(worker, at + lease, at)
+    with transaction.atomic(using=manager.db):
+        # of=("self",): lock the claimed rows only, never the organization row the filter joins; and no
+        # select_related, as PostgreSQL re-reads a locked row after waiting, not its joined rows.
+        locked = candidates.select_for_update(skip_locked=True, of=("self",))
+        claimed = list(locked.order_by(*order_by)[:limit])
+        if claimed:
+            manager.filter(pk__in=[row.pk for row in claimed]).update(**changes)
+    for row in claimed:
+        for field, value in changes.items():
+            setattr(row, field, value)
+    return claimed

@@ -24,14 +24,12 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.validation import clean_optional_identifier
 from sync.models.leases import (
     LeaseLost,
     apply_retry_delay,
+    claim_under_lease,
     clean_at,
     clean_error,
-    clean_lease,
-    clean_limit,
     clean_worker,
 )
 from sync.models.snapshots import ItemSnapshot
@@ -101,30 +99,20 @@ class ResolutionOutboxManager(models.Manager["Conflict"]):
         transaction (``SELECT … FOR UPDATE SKIP LOCKED … LIMIT``, one ``UPDATE``); on SQLite one claim
         at a time. ``organization_id`` (a Linear organization id) limits the claim to one tenant.
         """
-        worker = clean_worker(worker)
-        limit = clean_limit(limit)
-        lease = clean_lease(lease)
-        organization = clean_optional_identifier(organization_id, "organization_id")
-        at = clean_at(at, timezone.now())
-        expires = at + lease
-        candidates = self.get_queryset().due_for_application(at)
-        if organization is not None:
-            candidates = candidates.filter(organization__linear_id=organization)
-        with transaction.atomic(using=self.db):
-            # No select_related: PostgreSQL re-reads a locked row after waiting, not its joined rows.
-            claimed = list(
-                candidates.select_for_update(skip_locked=True, of=("self",)).order_by(
-                    F("next_apply_at").asc(nulls_first=True), "resolved_at", "pk"
-                )[:limit]
-            )
-            if claimed:
-                self.filter(pk__in=[conflict.pk for conflict in claimed]).update(
-                    apply_lease_owner=worker, apply_lease_expires_at=expires
-                )
-        for conflict in claimed:
-            conflict.apply_lease_owner = worker
-            conflict.apply_lease_expires_at = expires
-        return claimed
+        return claim_under_lease(
+            self,
+            self.get_queryset().due_for_application,
+            worker=worker,
+            limit=limit,
+            lease=lease,
+            organization_id=organization_id,
+            at=at,
+            order_by=(F("next_apply_at").asc(nulls_first=True), "resolved_at", "pk"),
+            claim=lambda worker, expires, _at: {
+                "apply_lease_owner": worker,
+                "apply_lease_expires_at": expires,
+            },
+        )
 
     async def aclaim_resolutions(
         self,

@@ -23,6 +23,7 @@ from accounts.models import Organization
 from accounts.validation import clean_aware_datetime, clean_identifier, clean_text
 from config.db import FastLoadMixin
 from sync.merge import FIELD_PATH_MAX_LENGTH, clean_field_path, clean_owner
+from sync.models.staging import upsert_through_copy
 from sync.models.values import ITEM_TYPE_MAX_LENGTH, clean_json
 
 if TYPE_CHECKING:
@@ -256,52 +257,42 @@ def _upsert_snapshots_through_copy(
     """PostgreSQL: per batch, binary ``COPY`` to a temporary table, then one ``INSERT … ON CONFLICT``.
 
     The same pattern as ``LinearIssueCache.upsert_many``: raw SQL because the ORM has no ``COPY``; the
-    canonical JSON computed for the hash is sent as the jsonb value (dumped once). Errors come out as
-    Django's (the cursor wrapper translates psycopg's).
+    canonical JSON computed for the hash is sent as the jsonb value (dumped once). The staging steps
+    are :func:`sync.models.staging.upsert_through_copy` (errors come out as Django's).
     """
     from psycopg.types.json import Jsonb  # PostgreSQL only
 
     opts = ItemSnapshot._meta
     quote = connection.ops.quote_name
-    table, staging = quote(opts.db_table), quote(_SNAPSHOT_UPLOAD_TABLE)
+    table = quote(opts.db_table)
     col = {name: quote(_concrete_field(opts, name).column) for name in _SNAPSHOT_COLUMNS}
-    # wrap_database_errors: the COPY goes through psycopg's own cursor, whose errors would otherwise
-    # escape as psycopg's classes; callers get Django's, as from any query (as LinearIssueCache's COPY).
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ({col['item_id']} text NOT NULL, "
-            f"{col['item_type']} text NOT NULL, {col['item_data']} jsonb NOT NULL, "
-            f"{col['content_hash']} text NOT NULL) ON COMMIT DROP"
-        )
-        for start in range(0, len(rows), batch_size):
-            with cursor.cursor.copy(
-                f"COPY {staging} ({col['item_id']}, {col['item_type']}, {col['item_data']}, "
-                f"{col['content_hash']}) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["text", "text", "jsonb", "text"])
-                for item_id, item_type, _data, text in rows[start : start + batch_size]:
-                    copy.write_row(
-                        (
-                            item_id,
-                            item_type,
-                            Jsonb(None, dumps=_dumped(text)),
-                            hashlib.sha256(text.encode()).hexdigest(),
-                        )
-                    )
-            updated = ", ".join(
-                f"{col[name]} = EXCLUDED.{col[name]}"
-                for name in _SNAPSHOT_COLUMNS
-                if name not in ("organization", "item_id")
-            )
-            # Names quoted from the model's _meta; the values are parameters.
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(col.values())}) "  # noqa: S608
-                f"SELECT %s, {col['item_id']}, {col['item_type']}, %s, %s, {col['item_data']}, "
-                f"{col['content_hash']}, %s FROM {staging} ORDER BY {col['item_id']} "
-                f"ON CONFLICT ({col['organization']}, {col['item_id']}) DO UPDATE SET {updated}",
-                [organization_pk, page, team, at],
-            )
-            cursor.execute(f"TRUNCATE {staging}")
+    updated = ", ".join(
+        f"{col[name]} = EXCLUDED.{col[name]}"
+        for name in _SNAPSHOT_COLUMNS
+        if name not in ("organization", "item_id")
+    )
+    staged = ("item_id", "text"), ("item_type", "text"), ("item_data", "jsonb"), ("content_hash", "text")
+    upsert_through_copy(
+        connection,
+        _SNAPSHOT_UPLOAD_TABLE,
+        [(col[name], kind) for name, kind in staged],
+        rows,
+        lambda row: (
+            row[0],
+            row[1],
+            Jsonb(None, dumps=_dumped(row[3])),
+            hashlib.sha256(row[3].encode()).hexdigest(),
+        ),
+        # Names quoted from the model's _meta; the values are parameters.
+        lambda staging: (
+            f"INSERT INTO {table} ({', '.join(col.values())}) "  # noqa: S608
+            f"SELECT %s, {col['item_id']}, {col['item_type']}, %s, %s, {col['item_data']}, "
+            f"{col['content_hash']}, %s FROM {staging} ORDER BY {col['item_id']} "
+            f"ON CONFLICT ({col['organization']}, {col['item_id']}) DO UPDATE SET {updated}"
+        ),
+        [organization_pk, page, team, at],
+        batch_size,
+    )
 
 
 class ItemSnapshot(FastLoadMixin, models.Model):
@@ -376,14 +367,8 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
         Specificity: the number of narrowings a rule has (type, page, team); between rules with as many,
         team beats page beats type. One query; an unknown organization has no rules.
         """
-        rules = (
-            self.get_queryset()
-            .for_organization(organization_id)
-            .applicable(
-                item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
-            )
-        )
-        return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
+        rules = self.get_queryset().for_organization(organization_id)
+        return self._owners_among(rules, item_type, confluence_page_id, linear_team_id)
 
     def owners_for_pk(
         self,
@@ -394,13 +379,13 @@ class FieldOwnershipManager(models.Manager["FieldOwnership"]):
         linear_team_id: str = "",
     ) -> dict[str, str]:
         """:meth:`owners_for` by the Organization row's primary key (what a Conflict holds)."""
-        rules = (
-            self.get_queryset()
-            .filter(organization_id=organization_pk)
-            .applicable(
-                item_type=item_type, confluence_page_id=confluence_page_id, linear_team_id=linear_team_id
-            )
-        )
+        rules = self.get_queryset().filter(organization_id=organization_pk)
+        return self._owners_among(rules, item_type, confluence_page_id, linear_team_id)
+
+    @staticmethod
+    def _owners_among(rules: FieldOwnershipQuerySet, item_type: str, page: str, team: str) -> dict[str, str]:
+        """Body of :meth:`owners_for` and :meth:`owners_for_pk`: ``rules`` is one organization's rules."""
+        rules = rules.applicable(item_type=item_type, confluence_page_id=page, linear_team_id=team)
         return owners_from_rules(rules.order_by().values_list(*_RULE_COLUMNS))
 
     async def aowners_for_pk(

@@ -20,15 +20,14 @@ from accounts.models import Organization
 from accounts.validation import (
     clean_aware_datetime,
     clean_identifier,
-    clean_optional_identifier,
 )
 from config.db import CompiledQuery, upsert_one
 from sync.models.leases import (
     LeaseLost,
+    claim_under_lease,
     clean_at,
     clean_error,
     clean_lease,
-    clean_limit,
     clean_worker,
     sync_retry_delay,
 )
@@ -223,32 +222,22 @@ class SyncStateManager(models.Manager["SyncState"]):
         ``status`` running. ``organization_id`` (a Linear organization id) limits the claim to one
         tenant. Returns the claimed rows, in claim order.
         """
-        worker = clean_worker(worker)
-        limit = clean_limit(limit)
-        lease = clean_lease(lease)
-        organization = clean_optional_identifier(organization_id, "organization_id")
-        at = clean_at(at, timezone.now())
-        expires = at + lease
-        candidates = self.get_queryset().due(at)
-        if organization is not None:
-            candidates = candidates.filter(organization__linear_id=organization)
-        with transaction.atomic(using=self.db):
-            # of=("self",): lock the pairs only, never the organization row the filter joins.
-            claimed = list(
-                candidates.select_for_update(skip_locked=True, of=("self",)).order_by(
-                    F("next_sync_at").asc(nulls_first=True), "pk"
-                )[:limit]
-            )
-            if claimed:
-                self.filter(pk__in=[state.pk for state in claimed]).update(
-                    lease_owner=worker, lease_expires_at=expires, status=SyncStatus.RUNNING, updated_at=at
-                )
-        for state in claimed:
-            state.lease_owner = worker
-            state.lease_expires_at = expires
-            state.status = SyncStatus.RUNNING
-            state.updated_at = at
-        return claimed
+        return claim_under_lease(
+            self,
+            self.get_queryset().due,
+            worker=worker,
+            limit=limit,
+            lease=lease,
+            organization_id=organization_id,
+            at=at,
+            order_by=(F("next_sync_at").asc(nulls_first=True), "pk"),
+            claim=lambda worker, expires, at: {
+                "lease_owner": worker,
+                "lease_expires_at": expires,
+                "status": SyncStatus.RUNNING,
+                "updated_at": at,
+            },
+        )
 
     # Async twins (Django's naming: the sync body run by asgiref's sync_to_async) ----------------------
 
