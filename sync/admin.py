@@ -1050,9 +1050,10 @@ class ConflictAdmin(TenantScopedAdminMixin, ConflictOutboxAdminMixin, LargeTable
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.review_template, context, status=status)
 
-    def _next_unresolved(self, conflict: Conflict) -> Conflict | None:
-        """The conflict after this one in the review queue (unresolved, newest first), else the first."""
-        queue = Conflict.objects.unresolved().exclude(pk=conflict.pk).only("pk")
+    def _next_unresolved(self, request: HttpRequest, conflict: Conflict) -> Conflict | None:
+        """The conflict after this one in the user's review queue (unresolved, newest first, only the
+        organizations the user may see), else the first."""
+        queue = visible_to(Conflict.objects.unresolved(), request.user).exclude(pk=conflict.pk).only("pk")
         after = queue.filter(
             Q(created_at__lt=conflict.created_at) | Q(created_at=conflict.created_at, id__lt=conflict.pk)
         ).first()
@@ -1142,7 +1143,7 @@ class ConflictAdmin(TenantScopedAdminMixin, ConflictOutboxAdminMixin, LargeTable
             messages.SUCCESS,
         )
         if request.POST.get("next"):
-            following = self._next_unresolved(conflict)
+            following = self._next_unresolved(request, conflict)
             if following is not None:
                 return HttpResponseRedirect(self._change_url(request, following.pk))
             self.message_user(request, "No unresolved conflict left in the queue.", messages.INFO)

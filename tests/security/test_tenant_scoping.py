@@ -303,6 +303,24 @@ def test_bulk_resolve_with_ids_of_both_tenants_resolves_only_own(tenants: dict[s
     assert Conflict.objects.get(pk=bravo[Conflict].pk).is_resolved is False
 
 
+def test_resolve_and_go_to_the_next_stays_in_the_reviewers_organizations(tenants: dict[str, Any]) -> None:
+    """The queue of "resolve and go to the next" is the reviewer's: Bravo's and the legacy conflicts
+    (unresolved too) are never the next one, not even as an id in the redirect."""
+    alpha = tenants["alpha"]
+    client = client_for(tenants["alpha_user"])
+    response = client.post(
+        reverse("admin:sync_conflict_resolve", args=[alpha[Conflict].pk]),
+        {"strategy": "linear", "version": "1", "next": "1"},
+    )
+    assert response.status_code == 302
+    location = response["Location"]
+    assert "bravo" not in location and "legacy" not in location
+    assert location.split("?")[0] == reverse("admin:sync_conflict_changelist")  # none left in the queue
+    assert Conflict.objects.get(pk=alpha[Conflict].pk).is_resolved is True
+    others = Conflict.objects.filter(is_resolved=False, item_id__in=["item-bravo-open", "item-legacy"])
+    assert others.count() == 2  # the queue had other tenants' work: the test would catch a leak
+
+
 def test_autocomplete_offers_only_own_rows(tenants: dict[str, Any]) -> None:
     client = client_for(tenants["alpha_user"])
     checked = 0
