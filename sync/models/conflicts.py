@@ -304,6 +304,14 @@ class ConflictManager(ResolutionOutboxManager):
                 Organization.objects.ensure(organization_linear_id) if organization_linear_id else None
             )
             conflict = self.select_for_update().filter(pk=conflict_id).first()
+            unowned = conflict is None or conflict.organization_id is None
+            if organization is None and page and team and unowned:
+                # A first-part caller names no organization: the conflict takes its pair's (what
+                # fill_organizations does for imported rows), so that tenant scoping, the console's
+                # organization column and filter all see it as that organization's.
+                organization = Organization.objects.filter(
+                    sync_states__confluence_page_id=page, sync_states__linear_team_id=team
+                ).first()
             # A concurrent store may insert the row after the read above (the insert then fails), and
             # a concurrent clear may delete that row again before it is read back: insert once more,
             # a bounded number of times, rather than fail on a row that is gone.

@@ -43,6 +43,8 @@ def test_fill_organizations_leaves_conflicts_whose_pair_has_no_organization():
         linear_change=make_change("linear", itemId="c"),
         confluence_change=make_change("confluence", itemId="c"),
     )
+    # store() now takes the pair's organization itself; rows imported from the old system have none.
+    Conflict.objects.update(organization=None)
     assert Conflict.objects.all().fill_organizations() == 1
     assert dict(Conflict.objects.values_list("pk", "organization__linear_id")) == {
         "conflict-a": "org-a",

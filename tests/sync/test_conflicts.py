@@ -14,7 +14,7 @@ from sync.models import (
     ConflictResolution,
     SyncState,
 )
-from tests.factories import make_change, make_conflict
+from tests.factories import make_change, make_conflict, make_organization, make_sync_state
 
 pytestmark = pytest.mark.django_db
 
@@ -655,13 +655,31 @@ def test_listings_are_served_by_an_index_without_a_sort(query, index):
 def test_store_query_counts(django_assert_num_queries):
     changes = {"linear_change": linear(), "confluence_change": confluence()}
     scope = {"confluence_page_id": "p", "linear_team_id": "t"}
-    # lock-read, insert (in a savepoint), state row insert-if-absent, lock state, recount (one UPDATE);
-    # plus the savepoints of atomic() inside the test transaction.
-    with django_assert_num_queries(9):
+    # lock-read, the pair's organization (none named), insert (in a savepoint), state row
+    # insert-if-absent, lock state, recount (one UPDATE); plus the savepoints of atomic() inside the
+    # test transaction.
+    with django_assert_num_queries(10):
         Conflict.objects.store("c1", **changes, **scope)
-    # The same conflict again: only the locked read.
-    with django_assert_num_queries(3):
+    # The same conflict again: the locked read, and the pair's organization (it still has none).
+    with django_assert_num_queries(4):
         Conflict.objects.store("c1", **changes, **scope)
+
+
+def test_a_store_naming_no_organization_takes_its_pairs():
+    """First-part callers (and seed_demo) store without organization_id: the conflict still belongs to
+    the organization of its (page, team), so tenant scoping and the console treat it as theirs."""
+    org = make_organization(linear_id="org-pair")
+    make_sync_state(organization=org, confluence_page_id="p-org", linear_team_id="t-org")
+    changes = {"linear_change": linear(), "confluence_change": confluence()}
+    stored = Conflict.objects.store("c-org", **changes, confluence_page_id="p-org", linear_team_id="t-org")
+    assert Conflict.objects.get(pk=stored.pk).organization_id == org.pk
+    # No pair, no organization (the old system's conflicts); a named organization always wins.
+    assert Conflict.objects.store("c-none", **changes).organization_id is None
+    other = make_organization(linear_id="org-named")
+    named = Conflict.objects.store(
+        "c-named", **changes, confluence_page_id="p-org", linear_team_id="t-org", organization_id="org-named"
+    )
+    assert named.organization_id == other.pk
 
 
 def test_listing_unresolved_conflicts_is_one_query(django_assert_num_queries):
