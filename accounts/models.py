@@ -24,7 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.fields import SERIALIZED_PREFIX, EncryptedTokenField, EncryptedValue, TokenDecryptionError
 from accounts.validation import clean_aware_datetime, clean_identifier, clean_text
-from config.db import CompiledQuery, upsert_one
+from config.db import CompiledQuery, FastLoadMixin, upsert_one
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class OrganizationManager(models.Manager["Organization"]):
         return await sync_to_async(self.ensure)(linear_id, name=name)
 
 
-class Organization(models.Model):
+class Organization(FastLoadMixin, models.Model):
     """The tenant: a Linear workspace, addressed everywhere by its Linear organization id."""
 
     linear_id = models.CharField(

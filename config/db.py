@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import threading
@@ -12,10 +13,12 @@ from typing import Any, Generic, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
+from django.db.models.expressions import DatabaseDefault
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query import FlatValuesListIterable, ModelIterable, get_related_populators
 from django.db.models.query_utils import DeferredAttribute
-from django.db.models.signals import post_init, pre_init
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
+from django.db.models.sql import InsertQuery
 
 ModelT = TypeVar("ModelT", bound=models.Model)
 ResultT = TypeVar("ResultT")
@@ -44,40 +47,287 @@ def upsert_one(
 
     Returns a new instance built from the returned row, as a query would have built it, with the
     related objects ``obj`` held where the row still points at them; ``obj`` is not changed beyond
-    what ``bulk_create`` does to it (its primary key default, its related ids). It
-    inserts through ``QuerySet._insert``, the method ``Model.save()`` and ``bulk_create()`` insert
-    through (Django exposes it on managers for ``save()``); ``tests/test_db.py`` pins the statement
-    and the returned row on both databases, so a Django upgrade that changes it fails there first.
+    what ``bulk_create`` does to it (its primary key default, its related ids). The statement is
+    compiled once per shape and connection (:func:`insert_returning`); ``tests/test_db.py`` pins the
+    statement and the returned row on both databases, so a Django upgrade that changes it fails there
+    first.
     """
     model = manager.model
-    opts = model._meta
     queryset = manager.get_queryset()
     queryset._for_write = True
-    unique = [opts.get_field(opts.pk.name if name == "pk" else name) for name in unique_fields]
-    update = [opts.get_field(name) for name in update_fields]
-    on_conflict = queryset._check_bulk_create_options(False, True, update, unique)
+    using = queryset.db
+    shape = _upsert_shape(model, using, tuple(unique_fields), tuple(update_fields))
     queryset._prepare_for_bulk_create([obj])
-    pk_set = obj._is_pk_set()
-    fields = [
-        f for f in opts.concrete_fields if not f.generated and (pk_set or not isinstance(f, models.AutoField))
-    ]
-    returning = [f for f in opts.concrete_fields if not f.generated]
-    (row,) = queryset._insert(
-        [obj],
-        fields=fields,
-        returning_fields=returning,
-        on_conflict=on_conflict,
-        update_fields=update,
-        unique_fields=unique,
+    row = insert_returning(
+        using,
+        obj,
+        fields=shape.fields if obj._is_pk_set() else shape.fields_without_pk,
+        returning=shape.returning,
+        on_conflict=shape.on_conflict,
+        update_fields=shape.update_fields,
+        unique_fields=shape.unique_fields,
     )
-    stored = model.from_db(queryset.db, [f.attname for f in returning], row)
-    for field in opts.concrete_fields:
+    stored = model.from_db(using, shape.attnames, row)
+    for field in shape.relations:
         # Related objects the caller passed stay attached when the stored row still points at them.
-        if field.is_relation and field.is_cached(obj):
+        if field.is_cached(obj):
             related = field.get_cached_value(obj)
             if related is not None and related.pk == getattr(stored, field.attname):
                 field.set_cached_value(stored, related)
     return stored
+
+
+@dataclass(frozen=True)
+class _UpsertShape:
+    """What :func:`upsert_one` inserts and returns for one model and set of options."""
+
+    fields: tuple[models.Field[Any, Any], ...]
+    #: ``fields`` without an ``AutoField`` primary key, for rows whose key the database assigns.
+    fields_without_pk: tuple[models.Field[Any, Any], ...]
+    returning: tuple[models.Field[Any, Any], ...]
+    attnames: tuple[str, ...]
+    relations: tuple[models.Field[Any, Any], ...]
+    on_conflict: Any
+    update_fields: tuple[models.Field[Any, Any], ...]
+    unique_fields: tuple[models.Field[Any, Any], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_shape(
+    model: type[models.Model],
+    using: str,
+    unique_fields: tuple[str, ...],
+    update_fields: tuple[str, ...],
+) -> _UpsertShape:
+    """The fields and conflict options of an upsert, checked as ``bulk_create`` checks them (once)."""
+    opts = model._meta
+    unique = tuple(opts.get_field(opts.pk.name if name == "pk" else name) for name in unique_fields)
+    update = tuple(opts.get_field(name) for name in update_fields)
+    queryset = model._default_manager.db_manager(using).get_queryset()
+    on_conflict = queryset._check_bulk_create_options(False, True, list(update), list(unique))
+    returning = tuple(f for f in opts.concrete_fields if not f.generated)
+    return _UpsertShape(
+        fields=returning,
+        fields_without_pk=tuple(f for f in returning if not isinstance(f, models.AutoField)),
+        returning=returning,
+        attnames=tuple(f.attname for f in returning),
+        relations=tuple(f for f in opts.concrete_fields if f.is_relation),
+        on_conflict=on_conflict,
+        update_fields=update,
+        unique_fields=unique,
+    )
+
+
+def insert_one(manager: models.Manager[ModelT], obj: ModelT) -> ModelT:
+    """Save the new instance ``obj`` with one ``INSERT … RETURNING``, as ``obj.save()`` would.
+
+    What ``Model.save()`` does for a new row of a model without parents (``force_insert``): the same
+    fields, the same ``RETURNING`` columns set back on ``obj``, no transaction of its own; the
+    statement compiled once per connection (:func:`insert_returning`) instead of on every call.
+    Models with ``pre_save``/``post_save`` receivers, or with parents, go through ``obj.save()`` so
+    that nothing listening misses the row.
+    """
+    model = manager.model
+    opts = model._meta
+    using = manager.db
+    if (
+        opts.parents
+        or (pre_save.receivers and pre_save.has_listeners(model))
+        or (post_save.receivers and post_save.has_listeners(model))
+    ):
+        obj.save(force_insert=True, using=using)
+        return obj
+    obj._prepare_related_fields_for_save(operation_name="save")
+    if not obj._is_pk_set():
+        pk_value = opts.pk.get_pk_value_on_save(obj)
+        if pk_value is not None:
+            setattr(obj, opts.pk.attname, pk_value)
+    pk_set = obj._is_pk_set()
+    fields = [
+        f
+        for f in opts.local_concrete_fields
+        if not f.generated and (pk_set or not isinstance(f, models.AutoField))
+    ]
+    returning = opts.db_returning_fields
+    row = insert_returning(using, obj, fields=fields, returning=returning)
+    for value, field in zip(row, returning, strict=True):
+        setattr(obj, field.attname, value)
+    obj._state.adding = False
+    obj._state.db = using
+    return obj
+
+
+def insert_returning(
+    using: str,
+    obj: models.Model,
+    *,
+    fields: Sequence[models.Field[Any, Any]],
+    returning: Sequence[models.Field[Any, Any]],
+    on_conflict: Any = None,
+    update_fields: Sequence[models.Field[Any, Any]] = (),
+    unique_fields: Sequence[models.Field[Any, Any]] = (),
+) -> tuple[Any, ...]:
+    """Insert ``obj``'s ``fields`` (one row) and return its ``returning`` columns, converted.
+
+    The statement is Django's, from the insert compiler ``QuerySet._insert`` uses (the method
+    ``Model.save()`` and ``bulk_create()`` insert through), compiled once per shape and connection,
+    then run with each new row's values: compiling an insert costs more than sending it to a local
+    PostgreSQL (docs/benchmarks.md). The shape is the model, the fields, ``RETURNING``, the conflict
+    options and which fields take their database default (``db_default``, compiled into the SQL).
+    Each value is prepared as the compiler prepares it (``pre_save``, then ``get_db_prep_save``). A
+    row with another expression as a value, and a shape whose SQL is not one plain ``%s`` per value
+    (a field with a placeholder of its own), are compiled by Django every time.
+    """
+    connection = connections[using]
+    options = (fields, returning, on_conflict, update_fields, unique_fields)
+    # What the compiler inserts for each field: pre_save() sets auto_now values, for one.
+    values = [f.pre_save(obj, True) for f in fields]
+    defaults = _database_defaults(values)
+    if defaults is None:
+        return _insert_by_django(connection, obj, *options)
+    key = (
+        using,
+        obj.__class__,
+        tuple(f.attname for f in fields),
+        tuple(f.attname for f in returning),
+        on_conflict,
+        tuple(f.attname for f in update_fields),
+        tuple(f.attname for f in unique_fields),
+        defaults,
+    )
+    cache: dict[tuple[Any, ...], _InsertStatement | None] = _INSERTS.__dict__.setdefault("statements", {})
+    statement = cache.get(key, _MISSING)
+    if statement is None:
+        return _insert_by_django(connection, obj, *options)
+    if statement is _MISSING or statement.connection is not connection:
+        compiler = _insert_compiler(connection, obj, *options)
+        # Compiling runs the fields' pre_save: this row is sent with the parameters Django compiled.
+        statement, params = _InsertStatement.compile(compiler, returning, defaults)
+        cache[key] = statement
+        if statement is None:
+            (row,) = compiler.execute_sql(returning)
+            return tuple(row)
+        return statement.run(params)
+    return statement.run(statement.params_for(values))
+
+
+_INSERTS = threading.local()
+_MISSING: Any = object()
+
+
+def _database_defaults(values: Sequence[Any]) -> tuple[bool, ...] | None:
+    """Per value, whether it leaves the field to its ``db_default``; ``None`` if one is another expression."""
+    defaults = []
+    for value in values:
+        if hasattr(value, "resolve_expression"):
+            if not isinstance(value, DatabaseDefault):
+                return None
+            defaults.append(True)
+        else:
+            defaults.append(False)
+    return tuple(defaults)
+
+
+def _insert_compiler(
+    connection: BaseDatabaseWrapper,
+    obj: models.Model,
+    fields: Sequence[models.Field[Any, Any]],
+    returning: Sequence[models.Field[Any, Any]],
+    on_conflict: Any,
+    update_fields: Sequence[models.Field[Any, Any]],
+    unique_fields: Sequence[models.Field[Any, Any]],
+) -> Any:
+    """Django's insert compiler for one row, set up as ``QuerySet._insert`` sets it up."""
+    query = InsertQuery(
+        obj.__class__, on_conflict=on_conflict, update_fields=update_fields, unique_fields=unique_fields
+    )
+    query.insert_values(fields, [obj], raw=False)
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = list(returning)
+    return compiler
+
+
+def _insert_by_django(
+    connection: BaseDatabaseWrapper,
+    obj: models.Model,
+    fields: Sequence[models.Field[Any, Any]],
+    returning: Sequence[models.Field[Any, Any]],
+    on_conflict: Any,
+    update_fields: Sequence[models.Field[Any, Any]],
+    unique_fields: Sequence[models.Field[Any, Any]],
+) -> tuple[Any, ...]:
+    """The insert compiled and run by Django, as ``QuerySet._insert`` runs it."""
+    compiler = _insert_compiler(connection, obj, fields, returning, on_conflict, update_fields, unique_fields)
+    (row,) = compiler.execute_sql(returning)
+    return tuple(row)
+
+
+@dataclass(frozen=True)
+class _InsertStatement:
+    """One compiled single-row insert on one connection: its SQL and how to read what it returns."""
+
+    connection: BaseDatabaseWrapper
+    compiler: Any = dataclasses.field(repr=False)
+    sql: str
+    fields: tuple[models.Field[Any, Any], ...]
+    #: Per field, whether the SQL leaves it to its database default (no parameter bound).
+    defaults: tuple[bool, ...]
+    returning_params: tuple[Any, ...]
+    converters: dict[int, Any] = dataclasses.field(repr=False)
+
+    @classmethod
+    def compile(
+        cls, compiler: Any, returning: Sequence[models.Field[Any, Any]], defaults: tuple[bool, ...]
+    ) -> tuple[_InsertStatement | None, list[Any]]:
+        """The statement of ``compiler`` and Django's parameters for the row it was compiled for.
+
+        No statement (``None``) unless the SQL binds exactly one parameter per field that is not left
+        to its database default: what Django compiles for fields without a placeholder of their own,
+        and for database defaults written as ``DEFAULT`` or as an expression without parameters.
+        """
+        fields = compiler.query.fields
+        statements = compiler.as_sql()
+        sql, params = statements[0]
+        if (
+            len(statements) != 1
+            or len(params) != defaults.count(False)
+            or not compiler.connection.features.can_return_columns_from_insert
+            or any(hasattr(f, "get_placeholder") for f in fields)
+        ):
+            return None, list(params)
+        # The compiler stays for its converters; the row it was compiled for (and its values) does not.
+        compiler.query.objs = []
+        table = compiler.query.model._meta.db_table
+        statement = cls(
+            connection=compiler.connection,
+            compiler=compiler,
+            sql=sql,
+            fields=tuple(fields),
+            defaults=defaults,
+            returning_params=tuple(compiler.returning_params),
+            converters=compiler.get_converters([f.get_col(table) for f in returning]),
+        )
+        return statement, list(params)
+
+    def params_for(self, values: Sequence[Any]) -> list[Any]:
+        """The parameters for the fields' ``pre_save`` values (one per field, in the statement's shape),
+        prepared as the compiler prepares them."""
+        connection = self.connection
+        return [
+            bound.get_db_prep_save(value, connection=connection)
+            for bound, value, is_default in zip(self.fields, values, self.defaults, strict=True)
+            if not is_default
+        ]
+
+    def run(self, params: list[Any]) -> tuple[Any, ...]:
+        """Execute through Django's cursor; the returned row with Django's converters applied."""
+        connection = self.connection
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            row = connection.ops.fetch_returned_insert_columns(cursor, self.returning_params)
+        if self.converters:
+            (row,) = self.compiler.apply_converters([row], self.converters)
+        return tuple(row)
 
 
 class CompiledQuery(Generic[ResultT]):

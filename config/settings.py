@@ -128,6 +128,9 @@ _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 _db["CONN_HEALTH_CHECKS"] = True
 _db.setdefault("OPTIONS", {})
 if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with psycopg's C timestamp loader (config/backends/postgresql/base.py).
+    _db["ENGINE"] = "config.backends.postgresql"
+if _db["ENGINE"] == "config.backends.postgresql":
     if env.bool("DB_POOL", default=False):
         if _db["CONN_MAX_AGE"]:
             raise ImproperlyConfigured(

@@ -1,6 +1,7 @@
 """config.db on both engines.
 
-upsert_one: one INSERT … ON CONFLICT … RETURNING, no transaction of its own. CompiledQuery: a
+upsert_one: one INSERT … ON CONFLICT … RETURNING, no transaction of its own. insert_one: what save()
+does for a new row. Both compile their statement once per shape and connection. CompiledQuery: a
 queryset's SQL compiled once per connection, with the results Django would have built.
 """
 
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count
-from django.db.models.signals import post_init
+from django.db.models.expressions import DatabaseDefault
+from django.db.models.signals import post_init, post_save
 from django.test.utils import isolate_apps
 
+import config.db
 from accounts.models import LinearToken, Organization
-from config.db import CompiledQuery, FastLoadMixin, _plain_attnames, upsert_one
+from config.db import CompiledQuery, FastLoadMixin, _plain_attnames, insert_one, upsert_one
 from sync.models import Conflict, LinearIssueCache, SyncHistory, SyncState
 from tests.factories import (
     make_conflict,
@@ -147,6 +150,145 @@ def test_bad_options_are_refused_as_bulk_create_refuses_them(
             SyncState.objects, SyncState(**PAIR), unique_fields=unique_fields, update_fields=update_fields
         )
     assert not SyncState.objects.exists()
+
+
+# --- compiled inserts (upsert_one, insert_one) -----------------------------------------------------
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The models Django's insert compiler is built for, in order, from a fresh statement cache."""
+    monkeypatch.setattr(config.db, "_INSERTS", threading.local())
+    built: list[str] = []
+    real = config.db._insert_compiler
+
+    def counting(connection: Any, obj: models.Model, *args: Any) -> Any:
+        built.append(type(obj).__name__)
+        return real(connection, obj, *args)
+
+    monkeypatch.setattr(config.db, "_insert_compiler", counting)
+    return built
+
+
+def test_an_upsert_is_compiled_once_and_run_with_each_rows_values(
+    compiles: list[str], django_assert_num_queries: Any
+) -> None:
+    for n in range(3):
+        with django_assert_num_queries(1):
+            state = upsert_state(status="running" if n % 2 else "failed", created_at=T0, updated_at=T0)
+        assert (state.status, state.created_at) == ("running" if n % 2 else "failed", T0)
+    later = T0 + dt.timedelta(hours=2)
+    other = upsert_one(
+        SyncState.objects,
+        SyncState(confluence_page_id="page-2", linear_team_id="team-2", updated_at=later),
+        unique_fields=KEY,
+        update_fields=["status", "updated_at"],
+    )
+    assert compiles == ["SyncState"]
+    stored = {(s.confluence_page_id, s.status, s.updated_at) for s in SyncState.objects.all()}
+    assert stored == {("page-1", "failed", T0), ("page-2", "idle", later)}
+    assert other.pk != state.pk and other.sync_interval == dt.timedelta(seconds=300)
+
+
+def test_each_call_gets_its_own_auto_now_values(compiles: list[str], clock: Any) -> None:
+    given = {"app_user_id": "app", "expires_at": T0 + dt.timedelta(hours=1)}
+    first = LinearToken.objects.store("org-1", access_token="access-one", **given)
+    clock.advance(minutes=5)
+    second = LinearToken.objects.store("org-1", access_token="access-two", **given)
+    assert compiles.count("LinearToken") == 1
+    assert second.updated_at - first.updated_at == dt.timedelta(minutes=5)
+    assert second.created_at == first.created_at  # kept by the update
+    assert LinearToken.objects.for_organization("org-1").access_token == "access-two"
+
+
+def test_a_value_that_is_an_expression_is_compiled_by_django(compiles: list[str]) -> None:
+    upsert_state(status="running")
+    state = upsert_one(
+        SyncState.objects,
+        SyncState(**PAIR, conflict_count=models.Value(3) + 4),
+        unique_fields=KEY,
+        update_fields=["conflict_count"],
+    )
+    assert state.conflict_count == 7
+    upsert_state(status="failed")
+    # Compiled for the first row, by Django for the expression, and the cached statement served the third.
+    assert compiles == ["SyncState", "SyncState"]
+    assert SyncState.objects.values_list("status", "conflict_count").get() == ("failed", 7)
+
+
+def test_a_field_left_to_its_database_default_gets_it(compiles: list[str]) -> None:
+    field = SyncState._meta.get_field("failure_count")
+    for n in range(2):
+        state = upsert_one(
+            SyncState.objects,
+            SyncState(
+                confluence_page_id=f"page-{n}",
+                linear_team_id="team-1",
+                failure_count=DatabaseDefault(field._db_default_expression, output_field=field),
+            ),
+            unique_fields=KEY,
+            update_fields=["status"],
+        )
+        assert state.failure_count == 0
+    # PostgreSQL writes DEFAULT (no parameter): compiled once. SQLite binds the default's value in
+    # the SQL Django compiles for each row, which a reused statement cannot do: compiled each time.
+    assert compiles == ["SyncState"] if connection.vendor == "postgresql" else ["SyncState", "SyncState"]
+    assert list(SyncState.objects.values_list("failure_count", flat=True)) == [0, 0]
+
+
+def test_a_new_connection_object_gets_its_statement_compiled_again(compiles: list[str]) -> None:
+    upsert_state(status="running")
+    (statement,) = config.db._INSERTS.statements.values()
+    object.__setattr__(statement, "connection", object())  # as if the thread's connection was replaced
+    upsert_state(status="failed")
+    assert compiles == ["SyncState", "SyncState"]
+    assert SyncState.objects.get().status == "failed"
+
+
+def test_a_cached_statement_keeps_no_row_and_no_token(compiles: list[str]) -> None:
+    LinearToken.objects.store(
+        "org-1",
+        access_token="access-secret-123",
+        refresh_token="refresh-secret-456",
+        app_user_id="app",
+        expires_at=T0,
+    )
+    statements = list(config.db._INSERTS.statements.values())
+    assert statements and all(statement.compiler.query.objs == [] for statement in statements)
+    shown = repr(statements)
+    assert "secret" not in shown and "gAAAA" not in shown  # neither the plaintext nor a Fernet token
+
+
+def test_insert_one_saves_as_save_does(compiles: list[str], django_assert_num_queries: Any) -> None:
+    for n in range(2):
+        run = SyncHistory(**PAIR, success=True, created_issues=n, synced_at=T0)
+        with django_assert_num_queries(1):
+            returned = insert_one(SyncHistory.objects, run)
+        assert returned is run
+        assert run.pk is not None and not run._state.adding and run._state.db == "default"
+    assert compiles == ["SyncHistory"]
+    saved = SyncHistory(**PAIR, success=True, created_issues=1, synced_at=T0)
+    saved.save()
+    fields = [f.attname for f in SyncHistory._meta.concrete_fields if f.attname != "id"]
+    stored = list(SyncHistory.objects.order_by("pk").values_list(*fields))
+    assert stored[1] == stored[2]  # the second insert_one row is the row save() writes
+    assert stored[0][fields.index("created_issues")] == 0
+
+
+def test_insert_one_leaves_models_with_save_receivers_to_save(compiles: list[str]) -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def receiver(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+        seen.append((instance.confluence_page_id, created))
+
+    post_save.connect(receiver, sender=SyncHistory)
+    try:
+        SyncHistory.objects.record("page-1", "team-1", success=True)
+    finally:
+        post_save.disconnect(receiver, sender=SyncHistory)
+    assert seen == [("page-1", True)]
+    assert compiles == []  # save() compiled it, as it always does
+    assert SyncHistory.objects.count() == 1
 
 
 # --- CompiledQuery ---------------------------------------------------------------------------------
@@ -309,7 +451,7 @@ def field_values(obj: Any) -> list[Any]:
     return [getattr(obj, field.attname) for field in type(obj)._meta.concrete_fields]
 
 
-@pytest.mark.parametrize("model", [Conflict, SyncHistory, LinearIssueCache])
+@pytest.mark.parametrize("model", [Conflict, SyncHistory, LinearIssueCache, SyncState, Organization])
 def test_the_listed_models_load_through_the_fast_path(model: type[Any]) -> None:
     assert issubclass(model, FastLoadMixin)
     assert _plain_attnames(model) is not None  # no field of theirs needs its descriptor on load

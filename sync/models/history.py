@@ -17,7 +17,7 @@ from accounts.validation import (
     clean_non_negative_int,
     clean_text,
 )
-from config.db import FastLoadMixin
+from config.db import FastLoadMixin, insert_one
 
 # --- SyncHistory ---------------------------------------------------------------------------------
 
@@ -81,16 +81,20 @@ class SyncHistoryManager(models.Manager["SyncHistory"]):
         organization = None
         if organization_id is not None:
             organization = Organization.objects.ensure(organization_id)
-        return self.create(
-            organization=organization,
-            confluence_page_id=page,
-            linear_team_id=team,
-            success=success,
-            error=error,
-            synced_at=synced_at,
-            direction=direction,
-            deleted_issues=deleted_issues,
-            **counters,
+        # One INSERT ... RETURNING id, compiled once per connection (config.db.insert_one).
+        return insert_one(
+            self,
+            SyncHistory(
+                organization=organization,
+                confluence_page_id=page,
+                linear_team_id=team,
+                success=success,
+                error=error,
+                synced_at=synced_at,
+                direction=direction,
+                deleted_issues=deleted_issues,
+                **counters,
+            ),
         )
 
     async def arecord(

@@ -21,7 +21,7 @@ from accounts.validation import (
     clean_aware_datetime,
     clean_identifier,
 )
-from config.db import CompiledQuery, upsert_one
+from config.db import CompiledQuery, FastLoadMixin, upsert_one
 from sync.models.leases import (
     LeaseLost,
     claim_under_lease,
@@ -313,7 +313,7 @@ class SyncStateManager(models.Manager["SyncState"]):
                 self.filter(pk__in=locked).recount_conflicts(updated_at=now)
 
 
-class SyncState(models.Model):
+class SyncState(FastLoadMixin, models.Model):
     """The last successful sync of one Confluence page with one Linear team (old ``sync_state``)."""
 
     organization = models.ForeignKey(

@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend with psycopg's C timestamp loader (``config.backends.postgresql``)."""
