@@ -272,7 +272,9 @@ def _store_token(
     neither behind.
     """
     ciphertexts = encrypt_tokens(manager.model, tokens)
-    organizations = Organization.objects.db_manager(manager.db)
+    organizations = Organization.objects
+    if organizations.db != manager.db:
+        organizations = organizations.db_manager(manager.db)
     organization = organizations.by_linear_id(linear_id)
     with transaction.atomic(using=manager.db) if organization is None else contextlib.nullcontext():
         token = upsert_one(

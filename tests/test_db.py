@@ -7,20 +7,23 @@ queryset's SQL compiled once per connection, with the results Django would have 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 from typing import Any
 
 import pytest
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count
 from django.db.models.expressions import DatabaseDefault
 from django.db.models.signals import post_init, post_save
+from django.db.transaction import TransactionManagementError
 from django.test.utils import isolate_apps
 
 import config.db
 from accounts.models import LinearToken, Organization
-from config.db import CompiledQuery, FastLoadMixin, _plain_attnames, insert_one, upsert_one
+from config.db import CompiledQuery, FastLoadMixin, _plain_attnames, execute, insert_one, upsert_one
 from sync.models import Conflict, LinearIssueCache, SyncHistory, SyncState
 from tests.factories import (
     make_conflict,
@@ -150,6 +153,64 @@ def test_bad_options_are_refused_as_bulk_create_refuses_them(
             SyncState.objects, SyncState(**PAIR), unique_fields=unique_fields, update_fields=update_fields
         )
     assert not SyncState.objects.exists()
+
+
+# --- execute: Django's cursor, made lean -----------------------------------------------------------
+
+
+def fetch_one(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def test_execute_runs_a_statement_and_fetches(
+    django_assert_num_queries: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_organization(linear_id="org-1")
+    sql = "SELECT linear_id FROM accounts_organization WHERE linear_id = %s"
+    with django_assert_num_queries(1) as captured:  # a watched connection goes through Django's cursor
+        assert execute(connection, sql, ["org-1"], fetch_one) == ("org-1",)
+    assert captured.captured_queries[0]["sql"].startswith("SELECT linear_id")
+    assert not connection.queries_logged and not connection.execute_wrappers
+
+    def refuse() -> None:
+        raise AssertionError("an unwatched connection took Django's cursor")
+
+    monkeypatch.setattr(connection, "cursor", refuse)
+    assert execute(connection, sql, ["org-1"], fetch_one) == ("org-1",)
+    assert execute(connection, sql, ["org-2"], fetch_one) is None
+
+
+def test_execute_raises_djangos_errors() -> None:
+    make_organization(linear_id="org-1")
+    sql = (
+        "INSERT INTO accounts_organization (linear_id, name, created_at, updated_at) "
+        "VALUES (%s, '', %s, %s)"
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        execute(connection, sql, ["org-1", T0, T0], lambda cursor: None)
+    assert Organization.objects.count() == 1
+
+
+def test_execute_refuses_a_broken_transaction_as_djangos_cursor_does() -> None:
+    with transaction.atomic():
+        connection.set_rollback(True)
+        with pytest.raises(TransactionManagementError):
+            execute(connection, "SELECT 1", [], fetch_one)
+
+
+def test_execute_refuses_to_run_inside_an_event_loop() -> None:
+    async def in_a_loop() -> Any:
+        return execute(connection, "SELECT 1", [], fetch_one)
+
+    with pytest.raises(SynchronousOnlyOperation):
+        asyncio.run(in_a_loop())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_execute_opens_a_closed_connection() -> None:
+    connection.close()
+    assert execute(connection, "SELECT 1", [], fetch_one) == (1,)
+    assert connection.connection is not None
 
 
 # --- compiled inserts (upsert_one, insert_one) -----------------------------------------------------

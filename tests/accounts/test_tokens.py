@@ -14,7 +14,6 @@ from django.core import serializers
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.backends.utils import CursorWrapper
 from django.test import RequestFactory
 from django.utils import timezone
 from django.views.debug import technical_500_response
@@ -32,6 +31,7 @@ from accounts.models import (
     status_for_expiry,
 )
 from tests.accounts.conftest import NEW_KEY, OLD_KEY, OTHER_KEY, fernet_of, raw_column
+from tests.db_faults import fail_statements
 from tests.factories import make_confluence_token, make_linear_token, make_organization
 
 pytestmark = pytest.mark.django_db
@@ -599,14 +599,12 @@ def test_a_database_crash_in_store_shows_no_token_even_with_debug_on(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.DEBUG = True
-    original = CursorWrapper._execute
-
-    def failing_execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
-        if sql.startswith("INSERT INTO") and "accounts_lineartoken" in sql:
-            raise DatabaseError("connection reset")
-        return original(self, sql, params, *rest)
-
-    monkeypatch.setattr(CursorWrapper, "_execute", failing_execute)
+    fail_statements(
+        monkeypatch,
+        lambda sql: DatabaseError("connection reset")
+        if sql.startswith("INSERT INTO") and "accounts_lineartoken" in sql
+        else None,
+    )
     # The caller's own frame holds no token variable: the tokens come from a module-level map.
     page = crash_page_of(
         lambda: LinearToken.objects.store("org-crash", app_user_id="a", expires_at=_IN_A_DAY, **_CREDENTIALS)

@@ -13,7 +13,6 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
-from django.db.backends.utils import CursorWrapper
 from django.db.models.query import QuerySet
 from django.test.utils import CaptureQueriesContext
 
@@ -22,6 +21,7 @@ from planning import services as planning_services
 from planning.models import Enabler, Feature, PlanningSession, Story
 from planning.services import save_planning_result
 from sync.models import Conflict, ConflictResolution, SyncState
+from tests.db_faults import fail_statements
 from tests.factories import make_conflict, make_planning_session
 
 EXPIRES = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -322,17 +322,16 @@ WRITES = ("INSERT", "UPDATE", "DELETE")
 
 def _fail_write(monkeypatch: pytest.MonkeyPatch, nth: int) -> None:
     """Make the ``nth`` (1-based) write statement from now on raise :class:`Boom` instead of running."""
-    original = CursorWrapper._execute
     seen = {"writes": 0}
 
-    def execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
+    def failure_for(sql: str) -> Boom | None:
         if sql.lstrip().upper().startswith(WRITES):
             seen["writes"] += 1
             if seen["writes"] == nth:
-                raise Boom(f"injected failure at write {nth}: {sql[:60]}")
-        return original(self, sql, params, *rest)
+                return Boom(f"injected failure at write {nth}: {sql[:60]}")
+        return None
 
-    monkeypatch.setattr(CursorWrapper, "_execute", execute)
+    fail_statements(monkeypatch, failure_for)
 
 
 SECOND_FEATURES = [

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.db import DatabaseError
-from django.db.backends.utils import CursorWrapper
 from django.test import Client
 from django.urls import reverse
 from django.utils.log import AdminEmailHandler
 
 from accounts.models import LinearToken
+from tests.db_faults import fail_statements
 from tests.factories import make_organization
 
 #: Typed into the replace fields; long and random so that finding one cannot be a coincidence.
@@ -34,14 +34,12 @@ def leaks(text: str) -> list[str]:
 @pytest.fixture
 def crashing_token_write(monkeypatch):
     """Every INSERT or UPDATE of a token row fails at the database, after Django built its values."""
-    original = CursorWrapper._execute
-
-    def execute(self: Any, sql: str, params: Any, *rest: Any) -> Any:
-        if sql.startswith(("INSERT", "UPDATE")) and "token" in sql:
-            raise DatabaseError("server closed the connection while updating the token row")
-        return original(self, sql, params, *rest)
-
-    monkeypatch.setattr(CursorWrapper, "_execute", execute)
+    fail_statements(
+        monkeypatch,
+        lambda sql: DatabaseError("server closed the connection while updating the token row")
+        if sql.startswith(("INSERT", "UPDATE")) and "token" in sql
+        else None,
+    )
 
 
 @pytest.fixture

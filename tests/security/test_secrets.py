@@ -15,7 +15,6 @@ from django.contrib.admin.models import LogEntry
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import DatabaseError, connection
-from django.db.backends.utils import CursorWrapper
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -25,6 +24,7 @@ from django.views.debug import technical_500_response
 from accounts.fields import TokenDecryptionError
 from accounts.models import ConfluenceToken, LinearToken, TokenRefreshError
 from sync.models import SyncHistory
+from tests.db_faults import fail_statements
 from tests.factories import make_planning_session
 from tests.security.conftest import (
     CONFLUENCE_ACCESS,
@@ -303,14 +303,12 @@ def test_crash_inside_refresh_after_the_provider_answered_hides_the_tokens(
 @pytest.mark.parametrize("debug", DEBUG_ON_OFF)
 def test_crash_inside_store_at_the_database_hides_the_tokens(debug, db, monkeypatch, settings):
     settings.DEBUG = debug
-    original = CursorWrapper._execute
-
-    def execute(self: Any, sql: str, params: Any, *ignored: Any) -> Any:
-        if sql.startswith("INSERT INTO") and "accounts_lineartoken" in sql:
-            raise DatabaseError("connection reset while inserting")
-        return original(self, sql, params, *ignored)
-
-    monkeypatch.setattr(CursorWrapper, "_execute", execute)
+    fail_statements(
+        monkeypatch,
+        lambda sql: DatabaseError("connection reset while inserting")
+        if sql.startswith("INSERT INTO") and "accounts_lineartoken" in sql
+        else None,
+    )
     try:
         store_token_for_agent()
     except DatabaseError:
