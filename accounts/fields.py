@@ -125,6 +125,10 @@ def _forget_keys(*, setting: str, **kwargs: Any) -> None:
 class _DecryptingAttribute(DeferredAttribute):
     """Model attribute that decrypts an :class:`EncryptedValue` on first access."""
 
+    #: ``__set__`` only stores the value in the instance's ``__dict__``: rows may be loaded by filling
+    #: it directly (``config.db.FastLoadMixin``), and the first read still decrypts.
+    FAST_LOAD_SAFE = True
+
     def __get__(self, instance: Any, cls: Any = None) -> Any:
         if instance is None:
             return self

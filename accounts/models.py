@@ -379,7 +379,7 @@ class OAuthTokenQuerySet(models.QuerySet[Any]):
         return self.filter(expiry_condition(status, at=now))
 
 
-class OAuthToken(models.Model):
+class OAuthToken(FastLoadMixin, models.Model):
     """Fields and behaviour shared by the Linear and the Confluence token (abstract)."""
 
     access_token = EncryptedTokenField()

@@ -542,7 +542,11 @@ def _plain_attnames(model: type[models.Model]) -> tuple[str, ...] | None:
     for attname in attnames:
         descriptor = inspect.getattr_static(model, attname, None)
         # DeferredAttribute only reads; a foreign key's id descriptor only clears a related-object
-        # cache that a new instance does not have yet. Anything else may do more on assignment.
-        if type(descriptor) not in (DeferredAttribute, ForeignKeyDeferredAttribute):
+        # cache that a new instance does not have yet; a descriptor that says its __set__ only stores
+        # the value in the instance's __dict__ (FAST_LOAD_SAFE) needs nothing either. Anything else
+        # may do more on assignment.
+        if type(descriptor) not in (DeferredAttribute, ForeignKeyDeferredAttribute) and not getattr(
+            type(descriptor), "FAST_LOAD_SAFE", False
+        ):
             return None
     return attnames

@@ -22,7 +22,7 @@ from django.db.transaction import TransactionManagementError
 from django.test.utils import isolate_apps
 
 import config.db
-from accounts.models import LinearToken, Organization
+from accounts.models import ConfluenceToken, LinearToken, Organization
 from config.db import CompiledQuery, FastLoadMixin, _plain_attnames, execute, insert_one, upsert_one
 from sync.models import Conflict, LinearIssueCache, SyncHistory, SyncState
 from tests.factories import (
@@ -512,7 +512,9 @@ def field_values(obj: Any) -> list[Any]:
     return [getattr(obj, field.attname) for field in type(obj)._meta.concrete_fields]
 
 
-@pytest.mark.parametrize("model", [Conflict, SyncHistory, LinearIssueCache, SyncState, Organization])
+@pytest.mark.parametrize(
+    "model", [Conflict, SyncHistory, LinearIssueCache, SyncState, Organization, LinearToken, ConfluenceToken]
+)
 def test_the_listed_models_load_through_the_fast_path(model: type[Any]) -> None:
     assert issubclass(model, FastLoadMixin)
     assert _plain_attnames(model) is not None  # no field of theirs needs its descriptor on load
@@ -534,6 +536,20 @@ def test_a_fast_loaded_row_equals_one_built_by_django(django_assert_num_queries:
     assert fast == django_built and hash(fast) == hash(django_built)
     with django_assert_num_queries(1):
         assert fast.organization.linear_id == "org-1"
+
+
+def test_a_fast_loaded_token_decrypts_on_first_read_as_a_django_built_one_does() -> None:
+    make_linear_token(organization=make_organization(linear_id="org-1"), access_token="access-fast-123")
+    fields = [field.attname for field in LinearToken._meta.concrete_fields]
+    row = list(LinearToken.objects.values_list(*fields).get())
+
+    fast = LinearToken.from_db("default", fields, row)
+    django_built = models.Model.from_db.__func__(LinearToken, "default", fields, row)
+
+    assert fast.__dict__.keys() == django_built.__dict__.keys()
+    assert type(fast.__dict__["access_token"]) is type(django_built.__dict__["access_token"])
+    assert "access-fast-123" not in repr(fast.__dict__)  # still ciphertext until read
+    assert fast.access_token == django_built.access_token == "access-fast-123"
 
 
 def test_a_fast_loaded_row_saves_as_an_update() -> None:
