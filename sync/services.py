@@ -390,7 +390,7 @@ def _insert_new_conflicts(
     }
     if not wanted:
         return {}
-    present = set(Conflict.objects.filter(pk__in=list(wanted)).values_list("pk", flat=True))
+    present = set(Conflict.objects.filter(pk__any=list(wanted)).values_list("pk", flat=True))
     now = timezone.now()
     rows = [
         _new_conflict(organization, linear, confluence, merge, bases.get(linear["itemId"]), page, team, now)
@@ -507,7 +507,7 @@ def _write_batch(
         existing = {
             conflict.pk: conflict
             # Locked in id order, as every conflict write locks them (no deadlock between batches).
-            for conflict in Conflict.objects.select_for_update().filter(pk__in=conflict_ids).order_by("pk")
+            for conflict in Conflict.objects.select_for_update().filter(pk__any=conflict_ids).order_by("pk")
         }
         now = timezone.now()
         updated: list[Conflict] = []
