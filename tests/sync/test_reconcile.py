@@ -250,6 +250,45 @@ def test_reconcile_many_runs_a_constant_number_of_queries_per_batch():
     assert len(three_batches.captured_queries) <= 3 * len(one_batch.captured_queries)
 
 
+def _recounts(context: CaptureQueriesContext) -> int:
+    return sum(
+        q["sql"].startswith('UPDATE "sync_syncstate" SET "conflict_count"') for q in context.captured_queries
+    )
+
+
+def test_a_batch_that_only_inserts_conflicts_recounts_the_pair_once():
+    """The insert step recounts after its commit; the locking step changed nothing and does not."""
+    ItemSnapshot.objects.record_synced(
+        "org-a", [{"itemId": f"i-{n:05}", "itemData": {"title": "A", "n": n}} for n in range(30)], **PAIR
+    )
+    with CaptureQueriesContext(connection) as context:
+        results = reconcile_many("org-a", _many_pairs(30, conflict_every=3), batch_size=10, **PAIR)
+    assert sum(r.outcome == "conflict" for r in results) == 10
+    assert _recounts(context) == 3
+    assert SyncState.objects.get(**PAIR).conflict_count == 10
+
+
+def test_a_batch_that_inserts_and_resolves_recounts_after_both_steps():
+    reconcile_many("org-a", [_changes("i-old", {"title": "B"}, {"title": "C"})], **PAIR)
+    assert SyncState.objects.get(**PAIR).conflict_count == 1
+    pairs = [
+        _changes("i-old", {"title": "B"}, {"title": "B"}),
+        _changes("i-new", {"title": "B"}, {"title": "C"}),
+    ]
+    with CaptureQueriesContext(connection) as context:
+        results = reconcile_many("org-a", pairs, **PAIR)
+    assert [r.outcome for r in results] == ["in_sync", "conflict"]
+    assert results[0].resolved_conflict_id == "conflict-i-old"
+    assert _recounts(context) == 2
+    assert SyncState.objects.get(**PAIR).conflict_count == 1
+    assert list(Conflict.objects.filter(is_resolved=False).values_list("pk", flat=True)) == ["conflict-i-new"]
+
+
+def test_a_batch_in_sync_with_nothing_stored_still_makes_the_pairs_state_row():
+    reconcile_many("org-a", [_changes("i-1", {"title": "A"}, {"title": "A"})], **PAIR)
+    assert SyncState.objects.get(**PAIR).conflict_count == 0
+
+
 def test_reconcile_many_resolves_disappearing_conflicts_in_bulk():
     pairs = _many_pairs(40, conflict_every=1)
     reconcile_many("org-a", pairs, **PAIR)
