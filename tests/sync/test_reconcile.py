@@ -338,6 +338,23 @@ def test_reconcile_refuses_a_conflict_id_of_another_organization():
     assert not Conflict.objects.get().is_resolved
 
 
+def test_another_organizations_conflict_in_a_later_batch_is_refused_before_any_batch_writes():
+    reconcile("org-b", *_changes("i-taken", {"title": "B"}, {"title": "C"}), **PAIR)
+    pairs = [_changes(f"i-{n}", {"title": "B"}, {"title": "C"}) for n in range(4)]
+    pairs.append(_changes("i-taken", {"title": "B"}, {"title": "D"}))
+    taken = "'conflict-i-taken' belongs to another organization"
+    with CaptureQueriesContext(connection) as context, pytest.raises(ValidationError, match=taken):
+        reconcile_many("org-a", pairs, batch_size=2, **PAIR)
+    assert list(Conflict.objects.values_list("pk", "organization__linear_id")) == [
+        ("conflict-i-taken", "org-b")
+    ]
+    assert SyncState.objects.get(**PAIR).conflict_count == 1
+    writes = [
+        q["sql"] for q in context.captured_queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
+    assert [sql for sql in writes if "accounts_organization" not in sql] == []
+
+
 def test_deletion_is_sent_as_removed():
     _snapshot("org-a", "i-1", {"title": "A", "due": "d"})
     linear, confluence = _changes("i-1", {"title": "A"}, {"title": "A", "due": "d"})
