@@ -114,7 +114,9 @@ class AnyOf(In):
             values = [value for value in self.rhs if value is not None]
         if not values:
             raise EmptyResultSet
-        _, params = self.batch_process_rhs(compiler, connection, values)
+        # Plain values only here (an expression among them makes the right-hand side an ExpressionList,
+        # which is not a direct value): each one prepared for the database, as __in prepares it.
+        _, params = self.get_db_prep_lookup(values, connection)
         return f"{lhs} = ANY(%s::text[])", [*lhs_params, list(params)]
 
 

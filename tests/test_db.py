@@ -418,6 +418,16 @@ def test_any_takes_a_subquery_as_in_does() -> None:
     assert _ids(Conflict.objects.filter(pk__any=inner)) == [kept.pk]
 
 
+def test_any_with_an_expression_among_the_values_is_in() -> None:
+    own = make_conflict(id="conflict-any-expr", item_id="conflict-any-expr")  # its id equals its item id
+    named = make_conflict(id="conflict-any-named")
+    make_conflict(id="conflict-any-other")
+    values = [named.pk, models.F("item_id")]
+
+    assert _ids(Conflict.objects.filter(pk__any=values)) == sorted([own.pk, named.pk])
+    assert _ids(Conflict.objects.filter(pk__any=values)) == _ids(Conflict.objects.filter(pk__in=values))
+
+
 def test_any_never_matches_a_longer_value_on_its_prefix() -> None:
     """A varchar(255)[] cast would cut the value to 255 characters, and it would match this row."""
     longest = "c" * 255
