@@ -10,7 +10,11 @@
   the snapshots and owner rules read in one query each, ``sync.merge.three_way`` per item (the merge is
   the work, not an overhead), the new conflicts inserted in bulk (``ON CONFLICT (id) DO NOTHING``) and the
   pair's conflict count recomputed, in one transaction. Fresh item ids every round on both sides, so
-  both insert the same number of conflicts.
+  both insert the same number of conflicts. On PostgreSQL each round's set-up (untimed) ends with an
+  ``ANALYZE`` of the three tables, as autovacuum would have run by then in production (it is off on
+  the CI and benchmark server): without it, a statement that psycopg prepared while a table was
+  nearly empty keeps the generic plan PostgreSQL chose then, a sequential scan, however large the table
+  grows (nothing invalidates it). Both sides' connections prepare statements, and both are re-planned.
 
 Each figure is items/s of the median call; the ratio is API time ÷ raw time. Goals on PostgreSQL:
 record_synced ≥ 20,000 items/s, reconcile_many ≥ 5,000 items/s.
@@ -200,6 +204,8 @@ def _pairs(prefix: str, items: int) -> tuple[list[dict[str, Any]], list[tuple[di
 
 def bench_reconcile_many(raw: RawDB, *, iterations: int, items: int, prefix: str) -> list[dict[str, Any]]:
     """Time ``reconcile_many`` against the same reads, merges and writes on the raw connection."""
+    from django.db import connection
+
     from sync.merge import three_way
     from sync.models import ItemSnapshot
     from sync.models.snapshots import owners_from_rules
@@ -286,6 +292,10 @@ def bench_reconcile_many(raw: RawDB, *, iterations: int, items: int, prefix: str
         ItemSnapshot.objects.record_synced(
             organization_id, snapshots, confluence_page_id=PAGE, linear_team_id=TEAM
         )
+        if connection.vendor == "postgresql":
+            # What autovacuum would have done by now (see the module docstring); untimed.
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE sync_itemsnapshot, sync_conflict, sync_syncstate")
         return pairs
 
     reconcile_api(prepared("warm")[:100])  # organization, sync state row

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,12 +167,45 @@ def _eq(a: Any, b: Any) -> bool:
     if a is b:
         return True
     kind = type(a)
-    if kind is type(b) and (kind is str or kind is int or kind is bool or kind is float):
-        return a == b
-    # Python's == is looser than JSON's (True == 1), never stricter: unequal there is unequal here.
-    if (kind is dict or kind is list) and a != b:
-        return False
+    if kind is type(b):
+        if kind is str or kind is int or kind is bool or kind is float:
+            return a == b
+        if kind is dict or kind is list:
+            # Python's == is looser than JSON's (True == 1), never stricter: unequal there is unequal
+            # here, and equal there leaves only the leaves whose types differ to look at.
+            return a == b and _same_leaf_types(a, b)
     return json_equal(a, b)
+
+
+def _same_leaf_types(a: dict[str, Any] | list[Any] | tuple[Any, ...], b: Any) -> bool:
+    """For ``a == b`` (Python's ==, same container type): whether they are also equal as JSON.
+
+    Python's == found every pair of values equal, so a pair of one type (str, int, bool, None) is equal
+    as JSON too; a float pair unless it is one NaN object (Python's containers compare an object with
+    itself as equal; :func:`json_equal` says NaN equals nothing). Containers are walked; any other pair,
+    of two types (``True`` against ``1``) or of another type, goes to :func:`json_equal`. The depth is
+    bounded by :data:`MAX_MERGE_DEPTH`, checked before a merge starts.
+    """
+    # a == b: the same keys, the same lengths.
+    pairs: Iterable[tuple[Any, Any]] = (
+        ((value, b[key]) for key, value in a.items()) if isinstance(a, dict) else zip(a, b, strict=True)
+    )
+    for x, y in pairs:
+        kind = type(x)
+        if kind is not type(y):
+            if not json_equal(x, y):
+                return False
+        elif kind is str or kind is int or kind is bool or x is None:
+            continue
+        elif kind is float:
+            if x != x:  # NaN
+                return False
+        elif kind is dict or kind is list or kind is tuple:
+            if not _same_leaf_types(x, y):
+                return False
+        elif not json_equal(x, y):
+            return False
+    return True
 
 
 def _clean_item(value: Any, name: str, *, optional: bool = False) -> Any:

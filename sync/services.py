@@ -228,11 +228,18 @@ def reconcile_many(
 ) -> list[Reconciliation]:
     """:func:`reconcile` for many items of one (page, team); results in input order.
 
-    Every pair is checked before anything is written (an item may appear once per call). Then per
-    batch of ``batch_size`` items, in its own transaction: one query for the snapshots, one for the
-    owner rules (per call), one locking the items' existing conflicts (in id order), one insert of the
-    new conflicts, one update of the changed ones, one insert of the log entries, and the pair's
-    ``conflict_count`` refreshed once: a constant number of queries per batch.
+    Every pair is checked before anything is written (an item may appear once per call), and so is
+    every merge: each batch of ``batch_size`` items reads its snapshots (one query), merges, and reads
+    which of its conflicting items already have a conflict row (one query), so that a conflict id
+    another organization holds is refused before the first batch writes. The owner rules are read
+    once per call. Then per batch: the new conflicts inserted in a short transaction of their own, and
+    in a second one the items' existing conflicts locked (in id order), the changed ones updated, the
+    log entries inserted and the pair's ``conflict_count`` refreshed: a constant number of queries per
+    batch.
+
+    Each batch commits on its own (STYLE.md: bulk work in bounded batches, each a short transaction),
+    so a failure of the database midway leaves the earlier batches stored, each whole and counted; the
+    same call again stores nothing twice (conflict ids are ``conflict-<itemId>``).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError("batch_size must be a positive integer.")
@@ -244,9 +251,14 @@ def reconcile_many(
         return []
     rules = FieldOwnership.objects.rules_for_pair(linear_id, confluence_page_id=page, linear_team_id=team)
     organization = Organization.objects.ensure(linear_id)
+    batches = [
+        _merge_batch(organization, cleaned[start : start + batch_size], rules)
+        for start in range(0, len(cleaned), batch_size)
+    ]
     results: list[Reconciliation] = []
-    for start in range(0, len(cleaned), batch_size):
-        results += _reconcile_batch(organization, cleaned[start : start + batch_size], rules, page, team)
+    for batch in batches:
+        inserted, counted = _insert_new_conflicts(organization, batch, page, team)
+        results += _write_batch(organization, batch, page, team, inserted, counted=counted)
     return results
 
 
@@ -302,13 +314,28 @@ def _conflict_id(item_id: str) -> str:
     return f"conflict-{item_id}"
 
 
-def _reconcile_batch(
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of :func:`reconcile_many`, merged and not yet written."""
+
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]]
+    merges: list[Merge]
+    #: itemId -> the snapshot's itemData (the base of its merge).
+    bases: dict[str, dict[str, Any]]
+    #: Ids of the conflicts that existed for the batch's conflicting items when it was merged.
+    present: set[str]
+
+
+def _merge_batch(
     organization: Organization,
     pairs: list[tuple[dict[str, Any], dict[str, Any]]],
     rules: list[tuple[str, str, str, str, str]],
-    page: str,
-    team: str,
-) -> list[Reconciliation]:
+) -> _Batch:
+    """Merge a batch against its snapshots; refuse it if a conflict it would store is another's.
+
+    Reads only: the snapshots, and the ids and organizations of the conflicts that the conflicting
+    items already have (``ValidationError`` ``other_organization`` for one of another organization).
+    """
     item_ids = [linear["itemId"] for linear, _ in pairs]
     bases = ItemSnapshot.objects.base_for(organization.linear_id, item_ids)
     owners_by_type: dict[str, dict[str, str]] = {}
@@ -331,8 +358,23 @@ def _reconcile_batch(
                 confluence_at=confluence_at,
             )
         )
-    inserted = _insert_new_conflicts(organization, pairs, merges, bases, page, team)
-    return _write_batch(organization, pairs, merges, bases, page, team, inserted)
+    wanted = {
+        _conflict_id(linear["itemId"]): linear["itemId"]
+        for (linear, _), merge in zip(pairs, merges, strict=True)
+        if merge.conflicts
+    }
+    # conflict id -> its organization's pk (None: imported without one), for those that exist
+    holders: dict[str, int | None] = {}
+    if wanted:
+        holders = dict(Conflict.objects.filter(pk__any=list(wanted)).values_list("pk", "organization_id"))
+    for conflict_id, item_id in wanted.items():
+        if holders.get(conflict_id) not in (None, organization.pk):
+            raise ValidationError(
+                f"Conflict {conflict_id!r} belongs to another organization; item {item_id!r} cannot "
+                f"be stored for {organization.linear_id!r}.",
+                code="other_organization",
+            )
+    return _Batch(pairs=pairs, merges=merges, bases=bases, present=set(holders))
 
 
 def _new_conflict(
@@ -365,17 +407,13 @@ def _new_conflict(
 
 
 def _insert_new_conflicts(
-    organization: Organization,
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-    merges: list[Merge],
-    bases: dict[str, dict[str, Any]],
-    page: str,
-    team: str,
-) -> dict[str, Conflict]:
+    organization: Organization, batch: _Batch, page: str, team: str
+) -> tuple[dict[str, Conflict], bool]:
     """Insert the batch's new conflicts in a short transaction of their own, before any row is locked.
 
     Returns the rows known to be inserted by this call (PostgreSQL reports them; on SQLite none are
-    reported, and the batch re-reads them), which the batch need not load again.
+    reported, and the batch re-reads them), which the batch need not load again, and whether the
+    pair's state row was made and its ``conflict_count`` refreshed after the insert.
 
     Inserting while holding locks on existing rows deadlocked on PostgreSQL (tests/sync/
     test_reconcile_concurrency.py): a batch waiting on another's uncommitted insert while that one
@@ -385,20 +423,21 @@ def _insert_new_conflicts(
     """
     wanted = {
         _conflict_id(linear["itemId"]): (linear, confluence, merge)
-        for (linear, confluence), merge in zip(pairs, merges, strict=True)
+        for (linear, confluence), merge in zip(batch.pairs, batch.merges, strict=True)
         if merge.conflicts
     }
-    if not wanted:
-        return {}
-    present = set(Conflict.objects.filter(pk__in=list(wanted)).values_list("pk", flat=True))
     now = timezone.now()
+    # A row that appeared since the batch was merged is skipped by ON CONFLICT DO NOTHING and updated
+    # by the next step; one that disappeared is stored again there.
     rows = [
-        _new_conflict(organization, linear, confluence, merge, bases.get(linear["itemId"]), page, team, now)
+        _new_conflict(
+            organization, linear, confluence, merge, batch.bases.get(linear["itemId"]), page, team, now
+        )
         for conflict_id, (linear, confluence, merge) in sorted(wanted.items())
-        if conflict_id not in present
+        if conflict_id not in batch.present
     ]
     if not rows:
-        return {}
+        return {}, False
     with transaction.atomic():
         inserted: set[str] = set()
         if connection.vendor == "postgresql":
@@ -412,7 +451,7 @@ def _insert_new_conflicts(
             row._state.adding = False  # it is a stored row now, as if loaded
             row._state.db = Conflict.objects.db
             fresh[row.pk] = row
-    return fresh
+    return fresh, True
 
 
 #: Columns ``_insert_conflicts_postgresql`` writes (every column a stored conflict has on insert).
@@ -486,28 +525,31 @@ def _base_change(item_id: str, item_type: str, base: dict[str, Any] | None) -> d
 
 def _write_batch(
     organization: Organization,
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-    merges: list[Merge],
-    bases: dict[str, dict[str, Any]],
+    batch: _Batch,
     page: str,
     team: str,
     inserted: dict[str, Conflict],
+    *,
+    counted: bool,
 ) -> list[Reconciliation]:
     """Update the batch's conflicts and resolve those it made disappear, in one transaction.
 
     The rows are locked in id order, then the pair's sync state: the order every conflict write uses.
     Rows this batch has just inserted (``inserted``) hold its content already and are not re-read.
+    ``counted``: the insert step made the pair's state row and recounted it after its commit; when
+    this step then changes no conflict, it leaves the count alone (a recount reads every open conflict
+    of the pair: twice per batch was a fifth of ``reconcile_many`` on PostgreSQL).
     """
     conflict_ids = sorted(
         conflict_id
-        for conflict_id in (_conflict_id(linear["itemId"]) for linear, _ in pairs)
+        for conflict_id in (_conflict_id(linear["itemId"]) for linear, _ in batch.pairs)
         if conflict_id not in inserted
     )
     with transaction.atomic():
         existing = {
             conflict.pk: conflict
             # Locked in id order, as every conflict write locks them (no deadlock between batches).
-            for conflict in Conflict.objects.select_for_update().filter(pk__in=conflict_ids).order_by("pk")
+            for conflict in Conflict.objects.select_for_update().filter(pk__any=conflict_ids).order_by("pk")
         }
         now = timezone.now()
         updated: list[Conflict] = []
@@ -516,7 +558,7 @@ def _write_batch(
         pairs_touched: set[tuple[str, str]] = {(page, team)}
         stored_by_item: dict[str, Conflict] = {}
         resolved_by_item: dict[str, str] = {}
-        for (linear, confluence), merge in zip(pairs, merges, strict=True):
+        for (linear, confluence), merge in zip(batch.pairs, batch.merges, strict=True):
             item_id = linear["itemId"]
             conflict_id = _conflict_id(item_id)
             if conflict_id in inserted and merge.conflicts:
@@ -554,7 +596,7 @@ def _write_batch(
                     f"be stored for {organization.linear_id!r}.",
                     code="other_organization",
                 )
-            base_change = _base_change(item_id, item_type, bases.get(item_id))
+            base_change = _base_change(item_id, item_type, batch.bases.get(item_id))
             if row is None:
                 # Deleted between the insert and this lock (a clear): stored again, as store() would.
                 stored_by_item[item_id] = Conflict.objects.store(
@@ -590,9 +632,12 @@ def _write_batch(
             Conflict.objects.bulk_update(updated, sorted(update_fields))
         if log:
             ConflictResolution.objects.bulk_create(log)
-        SyncState.objects.refresh_conflict_counts(pairs_touched, create=True)
+        if updated or not counted:
+            # Every conflict this step changed is in ``updated`` (a reopened or resolved one too); a
+            # conflict stored again by Conflict.objects.store above was counted by that call.
+            SyncState.objects.refresh_conflict_counts(pairs_touched, create=True)
     results = []
-    for (linear, _confluence), merge in zip(pairs, merges, strict=True):
+    for (linear, _confluence), merge in zip(batch.pairs, batch.merges, strict=True):
         item_id = linear["itemId"]
         if merge.conflicts:
             outcome: Outcome = "conflict"

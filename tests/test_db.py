@@ -2,7 +2,8 @@
 
 upsert_one: one INSERT … ON CONFLICT … RETURNING, no transaction of its own. insert_one: what save()
 does for a new row. Both compile their statement once per shape and connection. CompiledQuery: a
-queryset's SQL compiled once per connection, with the results Django would have built.
+queryset's SQL compiled once per connection, with the results Django would have built. AnyOf
+(``__any``): ``__in`` with the values as one array parameter on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from django.test.utils import isolate_apps
 
 import config.db
 from accounts.models import ConfluenceToken, LinearToken, Organization
-from config.db import CompiledQuery, FastLoadMixin, _plain_attnames, execute, insert_one, upsert_one
-from sync.models import Conflict, LinearIssueCache, SyncHistory, SyncState
+from config.db import AnyOf, CompiledQuery, FastLoadMixin, _plain_attnames, execute, insert_one, upsert_one
+from sync.models import Conflict, ItemSnapshot, LinearIssueCache, SyncHistory, SyncState
 from tests.factories import (
     make_conflict,
     make_linear_token,
@@ -601,3 +602,81 @@ def test_a_field_with_a_descriptor_of_its_own_turns_the_fast_path_off() -> None:
     assert _plain_attnames(Plain) == ("id", "name")
     loaded = WithFile.from_db("default", ["id", "document"], [1, "a.txt"])
     assert loaded.document.name == "a.txt"  # built by Django: the descriptor made it a FieldFile
+
+
+# --- AnyOf (field__any) -------------------------------------------------------------------------
+
+
+def _ids(queryset: models.QuerySet[Any]) -> list[str]:
+    return sorted(queryset.values_list("pk", flat=True))
+
+
+def test_any_finds_the_rows_in_finds() -> None:
+    a, b, c = (make_conflict(id=f"conflict-any-{n}") for n in "abc")
+    wanted = [c.pk, a.pk, "conflict-absent", a.pk]
+
+    assert _ids(Conflict.objects.filter(pk__any=wanted)) == [a.pk, c.pk]
+    assert _ids(Conflict.objects.filter(pk__any=wanted)) == _ids(Conflict.objects.filter(pk__in=wanted))
+    assert _ids(Conflict.objects.filter(item_id__any={b.item_id})) == [b.pk]
+    assert _ids(Conflict.objects.exclude(pk__any=[a.pk, b.pk])) == [c.pk]
+
+
+def test_any_drops_none_and_an_empty_list_asks_nothing(django_assert_num_queries: Any) -> None:
+    conflict = make_conflict(id="conflict-any-none")
+    assert _ids(Conflict.objects.filter(pk__any=[None, conflict.pk])) == [conflict.pk]
+    with django_assert_num_queries(0):
+        assert list(Conflict.objects.filter(pk__any=[])) == []
+        assert list(Conflict.objects.filter(pk__any=[None])) == []
+
+
+def test_any_takes_a_subquery_as_in_does() -> None:
+    kept = make_conflict(id="conflict-any-sub-1", confluence_page_id="page-any", linear_team_id="team-any")
+    make_conflict(id="conflict-any-sub-2")
+    inner = Conflict.objects.filter(confluence_page_id="page-any").values("pk")
+
+    assert _ids(Conflict.objects.filter(pk__any=inner)) == [kept.pk]
+
+
+def test_any_with_an_expression_among_the_values_is_in() -> None:
+    own = make_conflict(id="conflict-any-expr", item_id="conflict-any-expr")  # its id equals its item id
+    named = make_conflict(id="conflict-any-named")
+    make_conflict(id="conflict-any-other")
+    values = [named.pk, models.F("item_id")]
+
+    assert _ids(Conflict.objects.filter(pk__any=values)) == sorted([own.pk, named.pk])
+    assert _ids(Conflict.objects.filter(pk__any=values)) == _ids(Conflict.objects.filter(pk__in=values))
+
+
+def test_any_never_matches_a_longer_value_on_its_prefix() -> None:
+    """A varchar(255)[] cast would cut the value to 255 characters, and it would match this row."""
+    longest = "c" * 255
+    make_conflict(id=longest)
+
+    assert not Conflict.objects.filter(pk__any=[longest + "-and-more"]).exists()
+    assert Conflict.objects.filter(pk__any=[longest]).exists()
+
+
+def test_any_is_registered_on_text_fields_too() -> None:
+    assert models.CharField().get_lookup("any") is AnyOf
+    assert models.TextField().get_lookup("any") is AnyOf
+    assert ItemSnapshot._meta.get_field("item_id").get_lookup("any") is AnyOf
+    assert models.IntegerField().get_lookup("any") is None  # its array type would need its own cast
+
+
+def test_any_is_one_array_parameter_on_postgresql_and_in_on_sqlite() -> None:
+    """On PostgreSQL the statement is the same for any number of ids: prepared once, planned generically
+    on the unique index (IN ($1, …, $500) got a generic plan that scanned the organization's rows)."""
+
+    def compiled(ids: list[str]) -> tuple[str, tuple[Any, ...]]:
+        sql, params = Conflict.objects.filter(pk__any=ids).values_list("pk").query.sql_with_params()
+        return sql, params
+
+    two_sql, two_params = compiled(["a", "b"])
+    three_sql, three_params = compiled(["a", "b", "c"])
+    if connection.vendor == "postgresql":
+        assert two_sql == three_sql
+        assert two_sql.endswith('"sync_conflict"."id" = ANY(%s::text[])')
+        assert two_params == (["a", "b"],) and three_params == (["a", "b", "c"],)
+    else:
+        assert two_sql.endswith('"sync_conflict"."id" IN (%s, %s)')
+        assert two_params == ("a", "b") and three_params == ("a", "b", "c")

@@ -141,7 +141,7 @@ class ItemSnapshotManager(models.Manager["ItemSnapshot"]):
         for start in range(0, len(ids), BASE_FOR_IDS_PER_QUERY):
             chunk = ids[start : start + BASE_FOR_IDS_PER_QUERY]
             found.update(
-                self.filter(organization__linear_id=linear_id, item_id__in=chunk)
+                self.filter(organization__linear_id=linear_id, item_id__any=chunk)
                 .order_by()
                 .values_list("item_id", "item_data")
             )
@@ -158,7 +158,7 @@ class ItemSnapshotManager(models.Manager["ItemSnapshot"]):
         found: dict[str, ItemSnapshot] = {}
         for start in range(0, len(ids), BASE_FOR_IDS_PER_QUERY):
             chunk = ids[start : start + BASE_FOR_IDS_PER_QUERY]
-            for snapshot in self.filter(organization__linear_id=linear_id, item_id__in=chunk).order_by():
+            for snapshot in self.filter(organization__linear_id=linear_id, item_id__any=chunk).order_by():
                 found[snapshot.item_id] = snapshot
         return found
 

@@ -250,6 +250,45 @@ def test_reconcile_many_runs_a_constant_number_of_queries_per_batch():
     assert len(three_batches.captured_queries) <= 3 * len(one_batch.captured_queries)
 
 
+def _recounts(context: CaptureQueriesContext) -> int:
+    return sum(
+        q["sql"].startswith('UPDATE "sync_syncstate" SET "conflict_count"') for q in context.captured_queries
+    )
+
+
+def test_a_batch_that_only_inserts_conflicts_recounts_the_pair_once():
+    """The insert step recounts after its commit; the locking step changed nothing and does not."""
+    ItemSnapshot.objects.record_synced(
+        "org-a", [{"itemId": f"i-{n:05}", "itemData": {"title": "A", "n": n}} for n in range(30)], **PAIR
+    )
+    with CaptureQueriesContext(connection) as context:
+        results = reconcile_many("org-a", _many_pairs(30, conflict_every=3), batch_size=10, **PAIR)
+    assert sum(r.outcome == "conflict" for r in results) == 10
+    assert _recounts(context) == 3
+    assert SyncState.objects.get(**PAIR).conflict_count == 10
+
+
+def test_a_batch_that_inserts_and_resolves_recounts_after_both_steps():
+    reconcile_many("org-a", [_changes("i-old", {"title": "B"}, {"title": "C"})], **PAIR)
+    assert SyncState.objects.get(**PAIR).conflict_count == 1
+    pairs = [
+        _changes("i-old", {"title": "B"}, {"title": "B"}),
+        _changes("i-new", {"title": "B"}, {"title": "C"}),
+    ]
+    with CaptureQueriesContext(connection) as context:
+        results = reconcile_many("org-a", pairs, **PAIR)
+    assert [r.outcome for r in results] == ["in_sync", "conflict"]
+    assert results[0].resolved_conflict_id == "conflict-i-old"
+    assert _recounts(context) == 2
+    assert SyncState.objects.get(**PAIR).conflict_count == 1
+    assert list(Conflict.objects.filter(is_resolved=False).values_list("pk", flat=True)) == ["conflict-i-new"]
+
+
+def test_a_batch_in_sync_with_nothing_stored_still_makes_the_pairs_state_row():
+    reconcile_many("org-a", [_changes("i-1", {"title": "A"}, {"title": "A"})], **PAIR)
+    assert SyncState.objects.get(**PAIR).conflict_count == 0
+
+
 def test_reconcile_many_resolves_disappearing_conflicts_in_bulk():
     pairs = _many_pairs(40, conflict_every=1)
     reconcile_many("org-a", pairs, **PAIR)
@@ -297,6 +336,23 @@ def test_reconcile_refuses_a_conflict_id_of_another_organization():
     agreed = _changes("i-1", {"title": "B"}, {"title": "B"})
     assert reconcile("org-a", *agreed, **PAIR).resolved_conflict_id is None
     assert not Conflict.objects.get().is_resolved
+
+
+def test_another_organizations_conflict_in_a_later_batch_is_refused_before_any_batch_writes():
+    reconcile("org-b", *_changes("i-taken", {"title": "B"}, {"title": "C"}), **PAIR)
+    pairs = [_changes(f"i-{n}", {"title": "B"}, {"title": "C"}) for n in range(4)]
+    pairs.append(_changes("i-taken", {"title": "B"}, {"title": "D"}))
+    taken = "'conflict-i-taken' belongs to another organization"
+    with CaptureQueriesContext(connection) as context, pytest.raises(ValidationError, match=taken):
+        reconcile_many("org-a", pairs, batch_size=2, **PAIR)
+    assert list(Conflict.objects.values_list("pk", "organization__linear_id")) == [
+        ("conflict-i-taken", "org-b")
+    ]
+    assert SyncState.objects.get(**PAIR).conflict_count == 1
+    writes = [
+        q["sql"] for q in context.captured_queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
+    assert [sql for sql in writes if "accounts_organization" not in sql] == []
 
 
 def test_deletion_is_sent_as_removed():
