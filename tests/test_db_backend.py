@@ -102,3 +102,19 @@ def test_another_database_time_zone_keeps_djangos_loader() -> None:
         assert loaded == dt.datetime(2026, 7, 1, 12, tzinfo=dt.UTC)
     finally:
         wrapper.close()
+
+
+def test_a_zone_changed_after_connecting_gets_djangos_loader_on_each_cursor() -> None:
+    """As Django's own backend does when ``DATABASES[...]["TIME_ZONE"]`` changes on an open connection."""
+    wrapper = wrapper_for("config.backends.postgresql")
+    try:
+        assert load(wrapper, "2026-07-01 12:00:00+00").tzinfo is dt.UTC
+        wrapper.settings_dict["TIME_ZONE"] = "Europe/Paris"
+        for cached in ("timezone", "timezone_name"):
+            wrapper.__dict__.pop(cached, None)
+        wrapper.ensure_timezone()  # what Django's setting_changed receiver does
+        loaded = load(wrapper, "2026-07-01 12:00:00+00")
+        assert loaded.tzinfo == zoneinfo.ZoneInfo("Europe/Paris")
+        assert loaded == dt.datetime(2026, 7, 1, 12, tzinfo=dt.UTC)
+    finally:
+        wrapper.close()

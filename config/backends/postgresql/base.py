@@ -63,9 +63,26 @@ def utc_adapters(django_template: adapt.AdaptersMap) -> adapt.AdaptersMap:
 class DatabaseWrapper(base.DatabaseWrapper):
     """Django's PostgreSQL wrapper; new connections load ``timestamptz`` with psycopg's loader in UTC."""
 
+    #: The driver connection opened with :class:`UtcTimestamptzLoader` (``None``: Django's loader).
+    _utc_connection: Any = None
+
     def get_connection_params(self) -> dict[str, Any]:
         params = super().get_connection_params()
         context = params.get("context")
         if context is not None and self.timezone is dt.UTC and self.timezone_name == "UTC":
             params["context"] = utc_adapters(context)
         return params
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        connection = super().get_new_connection(conn_params)
+        loader = connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+        self._utc_connection = connection if loader is UtcTimestamptzLoader else None
+        return connection
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        # Django's create_cursor looks the connection's timestamptz loader up on every cursor, to
+        # register its own on the cursor when the zones differ. A connection opened with ours, while
+        # the zone is still UTC, needs nothing: a plain cursor (named ones: Django's code).
+        if name is None and self.connection is self._utc_connection and self.timezone is dt.UTC:
+            return self.connection.cursor()
+        return super().create_cursor(name)
