@@ -15,9 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from django.contrib import admin, messages
@@ -277,23 +276,6 @@ class RowNames:
     page: ConfluencePage | None
 
 
-def organizations_of_pairs(rows: Iterable[Any]) -> dict[tuple[str, str], Organization]:
-    """``(page, team) → organization`` from SyncState for the rows' pairs: one query (none without pairs)."""
-    pairs = {(row.confluence_page_id, row.linear_team_id) for row in rows}
-    pages = sorted({page for page, team in pairs if page and team})
-    teams = sorted({team for page, team in pairs if page and team})
-    if not pages:
-        return {}
-    states = SyncState.objects.filter(
-        confluence_page_id__in=pages, linear_team_id__in=teams, organization__isnull=False
-    ).select_related("organization")
-    return {
-        (state.confluence_page_id, state.linear_team_id): state.organization
-        for state in states.only("confluence_page_id", "linear_team_id", "organization")
-        if (state.confluence_page_id, state.linear_team_id) in pairs
-    }
-
-
 def attach_names(
     rows: list[Any],
     *,
@@ -368,27 +350,6 @@ class OrganizationFilter(admin.SimpleListFilter):
             return queryset
         pk = self.organization_pk()
         return queryset.filter(organization_id=pk) if pk is not None else queryset.none()
-
-
-class PairOrganizationFilter(OrganizationFilter):
-    """For rows without an organization column (conflicts): the organization of their (page, team)."""
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        """Rows whose pair's sync state belongs to the selected organization."""
-        if self.value() is None:
-            return queryset
-        pk = self.organization_pk()
-        if pk is None:
-            return queryset.none()
-        return queryset.filter(
-            Exists(
-                SyncState.objects.filter(
-                    organization_id=pk,
-                    confluence_page_id=OuterRef("confluence_page_id"),
-                    linear_team_id=OuterRef("linear_team_id"),
-                )
-            )
-        )
 
 
 # --- list filters --------------------------------------------------------------------------------
@@ -548,17 +509,16 @@ class SyncOutcomeFilter(admin.SimpleListFilter):
 
 
 class ResolutionOrganizationFilter(OrganizationFilter):
-    """Log entries whose conflict's (page, team) belongs to the organization."""
+    """Log entries whose conflict belongs to the organization (``Conflict.organization``)."""
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        """Entries of conflicts of the selected organization's pairs."""
+        """Entries of the selected organization's conflicts."""
         if self.value() is None:
             return queryset
         pk = self.organization_pk()
         if pk is None:
             return queryset.none()
-        conflicts = PairOrganizationFilter.queryset(self, request, Conflict.objects.all()).values("pk")
-        return queryset.filter(conflict_id__in=conflicts)
+        return queryset.filter(conflict_id__in=Conflict.objects.filter(organization_id=pk).values("pk"))
 
 
 # --- Conflict ------------------------------------------------------------------------------------
@@ -711,7 +671,7 @@ class ConflictAdmin(TenantScopedAdminMixin, ConflictOutboxAdminMixin, LargeTable
     list_filter = [
         ConflictStatusFilter,
         OutboxFilter,
-        PairOrganizationFilter,
+        OrganizationFilter,  # Conflict.organization: what scopes a reviewer's rows, not the pair's state
         "resolution_strategy",
         ItemTypeFilter,
         PageFilter,
@@ -785,12 +745,12 @@ class ConflictAdmin(TenantScopedAdminMixin, ConflictOutboxAdminMixin, LargeTable
         return search_conflicts(queryset, term), False
 
     def attach_row_names(self, rows: list[Conflict]) -> None:
-        """Name the page's conflicts: organization (from the pair's sync state), team, page; titles and
+        """Name the page's conflicts: organization (the conflict's own), team, page; titles and
         identifiers the changes lack come from the organization's issue cache. At most four queries."""
-        by_pair = organizations_of_pairs(rows)
+        organizations = Organization.objects.in_bulk({row.organization_id for row in rows} - {None})
         attach_names(
             rows,
-            organization=lambda row: by_pair.get((row.confluence_page_id, row.linear_team_id)),
+            organization=lambda row: organizations.get(row.organization_id),
             team_id=lambda row: row.linear_team_id,
         )
         lacking = [
@@ -1519,19 +1479,15 @@ class ConflictResolutionAdmin(
         return NamedChangeList
 
     def attach_row_names(self, rows: list[ConflictResolution]) -> None:
-        """Each entry's organization: its conflict's (page, team) and that pair's sync state (two
-        queries). An entry whose conflict was deleted since has none."""
-        pairs = {
-            pk: (page, team)
-            for pk, page, team in Conflict.objects.filter(
-                pk__in={row.conflict_id for row in rows}
-            ).values_list("pk", "confluence_page_id", "linear_team_id")
-        }
-        by_pair = organizations_of_pairs(
-            SimpleNamespace(confluence_page_id=page, linear_team_id=team) for page, team in pairs.values()
+        """Each entry's organization: its conflict's (two queries). An entry whose conflict was deleted
+        since has none."""
+        organization_of = dict(
+            Conflict.objects.filter(pk__in={row.conflict_id for row in rows}, organization__isnull=False)
+            .values_list("pk", "organization_id")
         )
+        organizations = Organization.objects.in_bulk(set(organization_of.values()))
         for row in rows:
-            row.organization_of_conflict = by_pair.get(pairs.get(row.conflict_id, ("", "")))
+            row.organization_of_conflict = organizations.get(organization_of.get(row.conflict_id))
 
     @admin.display(description="at", ordering="at")
     def when(self, entry: ConflictResolution) -> str:

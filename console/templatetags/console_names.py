@@ -10,7 +10,7 @@ from typing import Any
 
 from django import template
 
-from sync.admin import attach_names, organizations_of_pairs
+from sync.admin import attach_names
 from sync.models import Conflict, LinearIssueCache
 
 register = template.Library()
@@ -29,13 +29,12 @@ def _text(*values: Any) -> str:
 def conflict_names(conflict: Conflict) -> dict[str, Any]:
     """Organization, page, team (directory entries or ``None``), title, identifier and URL of the item.
 
-    At most four queries: the pair's organization, team, page, and the issue cache when the changes
+    At most four queries: the conflict's organization, team, page, and the issue cache when the changes
     carry no title or identifier.
     """
-    by_pair = organizations_of_pairs([conflict])
     attach_names(
         [conflict],
-        organization=lambda row: by_pair.get((row.confluence_page_id, row.linear_team_id)),
+        organization=lambda row: row.organization,
         team_id=lambda row: row.linear_team_id,
     )
     linear, confluence = _item_data(conflict.linear_change), _item_data(conflict.confluence_change)

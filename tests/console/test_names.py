@@ -161,6 +161,33 @@ def test_conflict_organization_filter_and_named_page_and_team_filters(su_client)
     assert specs["Linear team"].lookup_choices == [("team-1", "Team 1 (K1)"), ("team-2", "Team 2 (K2)")]
 
 
+def test_a_conflict_is_named_and_filtered_by_its_own_organization_not_its_pairs(su_client):
+    """Conflict.organization scopes a reviewer's rows (visible_to); the column, the filter, the review
+    page and the resolution log show that one, even where the pair's sync state says otherwise."""
+    alpha, beta = make_organization(name="Alpha"), make_organization(name="Beta")
+    conflict_id = named_conflict(alpha, 1)
+    assert Conflict.objects.get(pk=conflict_id).organization_id == alpha.pk
+    SyncState.objects.filter(confluence_page_id="page-1").update(organization=beta)  # the pair moved on
+
+    html = su_client.get(reverse("admin:sync_conflict_changelist")).content.decode()
+    assert [re.sub(r"<[^>]+>", "", cell) for cell in cells(html, "organization_name")] == ["Alpha"]
+    assert [c.pk for c in listed(su_client, "conflict", organization=alpha.pk)] == [conflict_id]
+    assert listed(su_client, "conflict", organization=beta.pk) == []
+    review = su_client.get(reverse("admin:sync_conflict_change", args=[conflict_id])).content.decode()
+    assert "Alpha" in review and "Beta" not in review
+
+    Conflict.objects.get(pk=conflict_id).resolve("linear")
+    url = reverse("admin:sync_conflictresolution_changelist")
+    log = su_client.get(url).content.decode()
+    assert [re.sub(r"<[^>]+>", "", cell) for cell in cells(log, "organization_of_entry")] == ["Alpha"]
+    entries = {
+        org.pk: su_client.get(url, {"organization": org.pk}).context["cl"].result_list
+        for org in (alpha, beta)
+    }
+    assert [e.conflict_id for e in entries[alpha.pk]] == [conflict_id]
+    assert list(entries[beta.pk]) == []
+
+
 @pytest.mark.parametrize(
     ("term", "expected"),
     [
