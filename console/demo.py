@@ -486,6 +486,7 @@ def _sync(org: DemoOrganization, now: dt.datetime) -> None:
                     confluence_change=confluence_change,
                     confluence_page_id=page_id,
                     linear_team_id=team_id,
+                    organization_id=organization_id,  # what scopes it to this organization's reviewers
                 )
                 if n == 1:
                     conflict.resolve("linear")
