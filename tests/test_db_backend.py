@@ -113,6 +113,8 @@ def test_a_zone_changed_after_connecting_gets_djangos_loader_on_each_cursor() ->
         for cached in ("timezone", "timezone_name"):
             wrapper.__dict__.pop(cached, None)
         wrapper.ensure_timezone()  # what Django's setting_changed receiver does
+        with wrapper.cursor() as cursor:  # Django's create_cursor registered its loader on the cursor
+            assert issubclass(cursor.adapters.get_loader(1184, 0), BaseTzLoader)
         loaded = load(wrapper, "2026-07-01 12:00:00+00")
         assert loaded.tzinfo == zoneinfo.ZoneInfo("Europe/Paris")
         assert loaded == dt.datetime(2026, 7, 1, 12, tzinfo=dt.UTC)
